@@ -1,0 +1,302 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::shared::ProcessShared;
+use super::Actor;
+use crate::mailbox::queue::{Envelope, Lane, Push};
+use crate::{CallError, ExitReason, Pid, SendError, Weight};
+
+tokio::task_local! {
+    /// The pid of the process whose loop is running on this task.
+    pub(crate) static CURRENT: Pid;
+}
+
+/// The typed address of an actor: send it messages, call it, learn its pid.
+///
+/// Cheap to clone (one reference count). Every send path goes through the same
+/// admission (count, bytes, node budget, overflow policy); see the
+/// [`mailbox`](crate::mailbox) module.
+///
+/// | method | when the lane is full |
+/// |---|---|
+/// | [`try_send`](Addr::try_send) | the policy: `Err(Full(msg))` for `Reject`/`Backpressure`, a counted drop for `DropNewest`/`DropOldest`, a kill for `Kill` |
+/// | [`send`](Addr::send) | as `try_send`, except that under `Backpressure` it waits for room |
+/// | [`try_send_priority`](Addr::try_send_priority), [`send_priority`](Addr::send_priority) | the same, in the priority lane (handled first) |
+/// | [`call`](Addr::call) | as `send`, within the call's timeout |
+///
+/// # Examples
+///
+/// ```
+/// use girder::{Actor, Ctx, Flow, Mailbox, Node, Overflow, SendError, SpawnOptions};
+///
+/// struct Sink;
+/// impl Actor for Sink {
+///     type Msg = u32;
+///     async fn handle(&mut self, _: u32, _: &mut Ctx<Self>) -> Flow { Flow::Continue }
+/// }
+///
+/// # #[tokio::main] async fn main() {
+/// let node = Node::builder().build().unwrap();
+/// let opts = SpawnOptions::new().mailbox(Mailbox::bounded(1).overflow(Overflow::Reject));
+/// let sink = node.spawn_with(Sink, opts).unwrap();
+/// // The mailbox holds one message; fill it faster than the actor can drain it.
+/// let mut refused = 0;
+/// for i in 0..100 {
+///     if let Err(SendError::Full(msg)) = sink.try_send(i) {
+///         assert_eq!(msg, i); // the message comes back
+///         refused += 1;
+///     }
+/// }
+/// assert!(refused > 0);
+/// # }
+/// ```
+pub struct Addr<A: Actor> {
+    pub(crate) shared: Arc<ProcessShared<A::Msg>>,
+}
+
+impl<A: Actor> Clone for Addr<A> {
+    fn clone(&self) -> Self {
+        Addr {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<A: Actor> fmt::Debug for Addr<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Addr({})", self.shared.core.pid)
+    }
+}
+
+impl<A: Actor> PartialEq for Addr<A> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl<A: Actor> Eq for Addr<A> {}
+
+impl<A: Actor> Addr<A> {
+    /// The process's pid.
+    pub fn pid(&self) -> Pid {
+        self.shared.core.pid
+    }
+
+    /// `false` once the process has exited (its mailbox is closed).
+    pub fn is_alive(&self) -> bool {
+        !self.shared.mailbox.is_closed()
+    }
+
+    /// Sends without waiting.
+    ///
+    /// # Errors
+    ///
+    /// The message comes back in the error: `Full` when the normal lane is full under
+    /// `Reject`, `Backpressure` or `Kill`; `TooLarge` when it alone outweighs the
+    /// mailbox's `max_bytes`; `NodeBudget` when the node-wide budget is exhausted;
+    /// `Closed` when the process has exited. Under `DropNewest`/`DropOldest` a full
+    /// lane is not an error: the drop is counted.
+    pub fn try_send(&self, msg: A::Msg) -> Result<(), SendError<A::Msg>> {
+        self.try_push(msg, Lane::Normal)
+    }
+
+    /// As [`try_send`](Addr::try_send), in the priority lane.
+    pub fn try_send_priority(&self, msg: A::Msg) -> Result<(), SendError<A::Msg>> {
+        self.try_push(msg, Lane::Priority)
+    }
+
+    /// Sends, waiting for room under `Backpressure` (other policies answer at once,
+    /// as `try_send`).
+    ///
+    /// A process sending to its own full mailbox gets `Full` at once: waiting would
+    /// deadlock.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_send`](Addr::try_send), except that `Full` under `Backpressure` only
+    /// comes back for a send to oneself.
+    ///
+    /// # Cancel safety
+    ///
+    /// If the future is dropped while waiting, the message is dropped with it and the
+    /// sender leaves the line of waiting senders (any room it was woken for passes to
+    /// the next sender).
+    pub async fn send(&self, msg: A::Msg) -> Result<(), SendError<A::Msg>> {
+        self.send_env(self.envelope(msg, None), Lane::Normal).await
+    }
+
+    /// As [`send`](Addr::send), in the priority lane.
+    pub async fn send_priority(&self, msg: A::Msg) -> Result<(), SendError<A::Msg>> {
+        self.send_env(self.envelope(msg, None), Lane::Priority).await
+    }
+
+    /// As [`send`](Addr::send), giving up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Addr::send); on timeout, `Full(msg)` — except that a message
+    /// still waiting for room when the timeout passes is dropped with the waiting
+    /// future, so this returns `Full` only if it can hand it back.
+    pub async fn send_timeout(&self, msg: A::Msg, timeout: Duration) -> Result<(), TimedOut> {
+        match tokio::time::timeout(timeout, self.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(TimedOut),
+        }
+    }
+
+    /// Sends a request built around a [`Reply`] slot and waits for the answer, at
+    /// most `timeout` in all (waiting for room included).
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::Timeout`] if no answer came in time (the request, if still queued,
+    /// is then dropped unhandled and counted as expired); `Full`, `TooLarge`,
+    /// `NodeBudget` and `Down` as for [`send`](Addr::send); `NoReply` if the request
+    /// was discarded by a drop policy or the handler dropped the reply.
+    pub async fn call<R>(
+        &self,
+        request: impl FnOnce(Reply<R>) -> A::Msg,
+        timeout: Duration,
+    ) -> Result<R, CallError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let (tx, rx) = oneshot::channel();
+        let env = self.envelope(request(Reply { tx }), Some(deadline));
+        match tokio::time::timeout_at(deadline, self.send_env(env, Lane::Normal)).await {
+            Err(_) => return Err(CallError::Timeout),
+            Ok(Err(e)) => return Err(e.into()),
+            Ok(Ok(())) => {}
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Err(_) => Err(CallError::Timeout),
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(_)) if self.shared.mailbox.is_closed() => Err(CallError::Down),
+            Ok(Err(_)) => Err(CallError::NoReply),
+        }
+    }
+
+    fn envelope(&self, msg: A::Msg, deadline: Option<tokio::time::Instant>) -> Envelope<A::Msg> {
+        Envelope {
+            weight: msg.weight(),
+            msg,
+            deadline,
+            enqueued: None,
+        }
+    }
+
+    fn try_push(&self, msg: A::Msg, lane: Lane) -> Result<(), SendError<A::Msg>> {
+        let env = self.envelope(msg, None);
+        let outcome = self.shared.mailbox.push(env, lane, None);
+        self.settle(outcome)
+    }
+
+    fn settle(&self, outcome: Push<A::Msg>) -> Result<(), SendError<A::Msg>> {
+        match outcome {
+            Push::Queued | Push::Dropped => Ok(()),
+            Push::Full(m) => Err(SendError::Full(m)),
+            Push::Kill(m) => {
+                self.shared.core.kill(ExitReason::MailboxOverflow);
+                Err(SendError::Full(m))
+            }
+            Push::Closed(m) => Err(SendError::Closed(m)),
+            Push::TooLarge(m) => Err(SendError::TooLarge(m)),
+            Push::Budget(m) => Err(SendError::NodeBudget(m)),
+            Push::Wait(_) => unreachable!("a one-shot push never waits"),
+        }
+    }
+
+    pub(crate) async fn send_env(&self, env: Envelope<A::Msg>, lane: Lane) -> Result<(), SendError<A::Msg>> {
+        // A process waiting for room in its own mailbox would wait forever.
+        let to_self = CURRENT.try_with(|p| *p == self.shared.core.pid).unwrap_or(false);
+        let result = if to_self {
+            self.settle(self.shared.mailbox.push(env, lane, None))
+        } else {
+            SendFut {
+                addr: self,
+                env: Some(env),
+                lane,
+                slot: None,
+            }
+            .await
+        };
+        // Senders that never yield starve the receivers on their worker: spend coop
+        // budget on every send so tokio can preempt a flooding task.
+        tokio::task::consume_budget().await;
+        result
+    }
+}
+
+/// `send_timeout` gave up: the message was not delivered in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("send timed out waiting for room")]
+pub struct TimedOut;
+
+struct SendFut<'a, A: Actor> {
+    addr: &'a Addr<A>,
+    env: Option<Envelope<A::Msg>>,
+    lane: Lane,
+    slot: Option<u64>,
+}
+
+impl<A: Actor> Unpin for SendFut<'_, A> {}
+
+impl<A: Actor> Future for SendFut<'_, A> {
+    type Output = Result<(), SendError<A::Msg>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let env = this.env.take().expect("SendFut polled after completion");
+        match this
+            .addr
+            .shared
+            .mailbox
+            .push(env, this.lane, Some((&mut this.slot, cx.waker())))
+        {
+            Push::Wait(env) => {
+                this.env = Some(env);
+                Poll::Pending
+            }
+            other => Poll::Ready(this.addr.settle(other)),
+        }
+    }
+}
+
+impl<A: Actor> Drop for SendFut<'_, A> {
+    fn drop(&mut self) {
+        self.addr.shared.mailbox.cancel_wait(&mut self.slot);
+    }
+}
+
+/// The slot a [`call`](Addr::call)'s answer goes through.
+///
+/// Put it in the request message; the handler answers with [`Reply::send`]. The
+/// answer never enters the caller's mailbox. Dropping it without answering makes the
+/// call fail with [`CallError::NoReply`].
+pub struct Reply<R> {
+    tx: oneshot::Sender<R>,
+}
+
+impl<R> Reply<R> {
+    /// Answers the call. If the caller has already given up, the answer is dropped.
+    pub fn send(self, value: R) {
+        let _ = self.tx.send(value);
+    }
+
+    /// `true` if the caller has stopped waiting (timed out or gone).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+impl<R> fmt::Debug for Reply<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Reply(..)")
+    }
+}
+
+impl<R> Weight for Reply<R> {}

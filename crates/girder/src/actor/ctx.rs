@@ -1,0 +1,223 @@
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::AbortHandle;
+
+use super::shared::ProcessShared;
+use super::{Actor, Addr};
+use crate::{
+    ExitReason, LinkError, MonitorRef, Node, Pid, RegistryError, SpawnError, SpawnOptions, TimerError,
+};
+
+/// A pending timer armed with [`Ctx::send_after`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TimerRef(u64);
+
+/// The running process's view of itself and the node, passed to every handler.
+///
+/// Through it a handler links, monitors, spawns (children record this process as
+/// their parent), traps exits, arms timers and stops.
+pub struct Ctx<A: Actor> {
+    pub(crate) shared: Arc<ProcessShared<A::Msg>>,
+    pub(crate) node: Node,
+    pub(crate) stop: Option<ExitReason>,
+    pub(crate) idle_timeout: Option<Duration>,
+    timers: HashMap<u64, AbortHandle>,
+    next_timer: u64,
+    _actor: PhantomData<fn() -> A>,
+}
+
+impl<A: Actor> Drop for Ctx<A> {
+    fn drop(&mut self) {
+        // A process's timers die with it.
+        for (_, t) in self.timers.drain() {
+            t.abort();
+        }
+    }
+}
+
+impl<A: Actor> Ctx<A> {
+    pub(crate) fn new(shared: Arc<ProcessShared<A::Msg>>, node: Node) -> Self {
+        Ctx {
+            shared,
+            node,
+            stop: None,
+            idle_timeout: None,
+            timers: HashMap::new(),
+            next_timer: 0,
+            _actor: PhantomData,
+        }
+    }
+
+    /// This process's address.
+    pub fn addr(&self) -> Addr<A> {
+        Addr {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// This process's pid.
+    pub fn pid(&self) -> Pid {
+        self.shared.core.pid
+    }
+
+    /// The process that spawned this one, if any.
+    pub fn parent(&self) -> Option<Pid> {
+        self.shared.core.parent
+    }
+
+    /// The node this process runs on.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Spawns a child (recorded with this process as parent; not linked).
+    ///
+    /// # Errors
+    ///
+    /// As [`Node::spawn`].
+    pub fn spawn<B: Actor>(&self, actor: B) -> Result<Addr<B>, SpawnError> {
+        self.spawn_with(actor, SpawnOptions::new())
+    }
+
+    /// Spawns a child linked to this process, atomically (the child cannot exit
+    /// unseen before the link exists).
+    ///
+    /// # Errors
+    ///
+    /// As [`Node::spawn`].
+    pub fn spawn_link<B: Actor>(&self, actor: B) -> Result<Addr<B>, SpawnError> {
+        self.spawn_with(actor, SpawnOptions::new().link())
+    }
+
+    /// Spawns a child with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Node::spawn`].
+    pub fn spawn_with<B: Actor>(&self, actor: B, opts: SpawnOptions) -> Result<Addr<B>, SpawnError> {
+        self.node.inner.spawn_actor(actor, opts, Some(self.pid()), None)
+    }
+
+    /// Links this process with `pid` (bidirectional). Linking to a process that is
+    /// gone delivers an exit signal with reason [`ExitReason::NoProc`], as OTP does.
+    ///
+    /// # Errors
+    ///
+    /// [`LinkError::TooManyLinks`] when either process holds its maximum of links.
+    pub fn link(&self, pid: Pid) -> Result<(), LinkError> {
+        self.node.inner.link(&*self.shared, pid)
+    }
+
+    /// Removes the link with `pid`, if any; an exit signal from it not yet handled is
+    /// withdrawn.
+    pub fn unlink(&self, pid: Pid) {
+        self.node.inner.unlink(&*self.shared, pid)
+    }
+
+    /// Monitors `pid`: when it exits, [`Actor::handle_down`] receives a
+    /// [`Down`](crate::Down) with its reason (at once with `NoProc` if it is gone).
+    ///
+    /// # Errors
+    ///
+    /// [`LinkError::TooManyMonitors`] when this process holds its maximum.
+    pub fn monitor(&self, pid: Pid) -> Result<MonitorRef, LinkError> {
+        self.node.inner.monitor(&*self.shared, pid)
+    }
+
+    /// Removes a monitor; its `Down`, if not yet handled, is withdrawn. Returns
+    /// `false` if the monitor was not active.
+    pub fn demonitor(&self, monitor: MonitorRef) -> bool {
+        self.node.inner.demonitor(&*self.shared, monitor)
+    }
+
+    /// Turns exit signals into [`Actor::handle_exit`] calls instead of exits.
+    pub fn trap_exit(&self, trap: bool) {
+        self.shared.core.trap_exit.store(trap, Ordering::Release);
+    }
+
+    /// Sends an exit signal with `reason` to `pid` (OTP's `exit/2`): a trapping
+    /// process handles it, a non-trapping one exits unless the reason is `Normal`.
+    pub fn exit(&self, pid: Pid, reason: ExitReason) {
+        self.node.inner.exit_signal(Some(self.pid()), pid, reason)
+    }
+
+    /// Kills `pid` untrappably (OTP's `exit(Pid, kill)`): it exits with
+    /// [`ExitReason::Killed`] at its next await point.
+    pub fn kill(&self, pid: Pid) {
+        self.node.kill(pid)
+    }
+
+    /// Asks the loop to stop with `reason` once the current handler returns.
+    pub fn stop(&mut self, reason: ExitReason) {
+        self.stop = Some(reason);
+    }
+
+    /// Calls [`Actor::handle_timeout`] when no message arrives for `timeout`
+    /// (`GenServer`'s timeout); `None` turns it off.
+    pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
+        self.idle_timeout = timeout;
+    }
+
+    /// Registers this process under `name`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Node::register`].
+    pub fn register(&self, name: &str) -> Result<(), RegistryError> {
+        self.node.register(name, self.pid())
+    }
+
+    /// Sends `msg` to this process after `delay`. The message goes through the same
+    /// admission as any other send when it fires. Pending timers are bounded per
+    /// process and die with the process.
+    ///
+    /// # Errors
+    ///
+    /// [`TimerError::TooMany`] when the process already has
+    /// [`max_timers_per_process`](crate::NodeBuilder::max_timers_per_process) pending.
+    pub fn send_after(&mut self, delay: Duration, msg: A::Msg) -> Result<TimerRef, TimerError> {
+        let limit = self.node.inner.config.max_timers_per_process;
+        if self.timers.len() >= limit {
+            self.timers.retain(|_, t| !t.is_finished());
+            if self.timers.len() >= limit {
+                self.node
+                    .inner
+                    .counters
+                    .timer_refusals
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(TimerError::TooMany { limit });
+            }
+        }
+        let id = self.next_timer;
+        self.next_timer += 1;
+        let addr = self.addr();
+        let task = self.node.inner.runtime.spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = addr.send(msg).await;
+        });
+        self.timers.insert(id, task.abort_handle());
+        Ok(TimerRef(id))
+    }
+
+    /// Cancels a timer. Returns `true` if it had not fired yet.
+    pub fn cancel_timer(&mut self, timer: TimerRef) -> bool {
+        match self.timers.remove(&timer.0) {
+            Some(t) => {
+                let pending = !t.is_finished();
+                t.abort();
+                pending
+            }
+            None => false,
+        }
+    }
+
+    /// Timers armed and not yet fired or cancelled.
+    pub fn pending_timers(&mut self) -> usize {
+        self.timers.retain(|_, t| !t.is_finished());
+        self.timers.len()
+    }
+}

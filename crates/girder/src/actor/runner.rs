@@ -1,0 +1,243 @@
+//! The process loop: init, the receive loop, terminate, and the exit guard that
+//! cleans up however the task ends (return, kill, abort, runtime shutdown).
+
+use std::any::Any;
+use std::future::{poll_fn, Future};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use tokio::sync::oneshot;
+
+use super::addr::CURRENT;
+use super::ctx::Ctx;
+use super::shared::ProcessShared;
+use super::{Actor, Addr, Flow};
+use crate::mailbox::queue::{Item, Queue};
+use crate::node::NodeInner;
+use crate::process::{ProcessCore, ProcessHandle, ProcessState, Signal};
+use crate::{ExitReason, Node, SpawnError, SpawnOptions};
+
+/// Reports the outcome of `init` to a waiting `start`.
+pub(crate) type InitReply = oneshot::Sender<Result<(), ExitReason>>;
+
+/// Spawns `actor` as a process of `node`. See [`Node::spawn_with`].
+pub(crate) fn spawn_actor<A: Actor>(
+    node: &Arc<NodeInner>,
+    actor: A,
+    opts: SpawnOptions,
+    parent: Option<crate::Pid>,
+    init_reply: Option<InitReply>,
+) -> Result<Addr<A>, SpawnError> {
+    let mailbox = match opts.mailbox {
+        Some(m) => {
+            m.validate("SpawnOptions::mailbox")?;
+            m
+        }
+        None => node.config.default_mailbox,
+    };
+    let reservation = node.reserve_slot(opts.use_reserve)?;
+    let mut typed: Option<Arc<ProcessShared<A::Msg>>> = None;
+    node.table.insert(reservation, |pid| {
+        let shared = Arc::new(ProcessShared {
+            core: ProcessCore::new(pid, parent, std::any::type_name::<A>()),
+            mailbox: Queue::new(mailbox, node.budget.clone()),
+        });
+        typed = Some(shared.clone());
+        shared as Arc<dyn ProcessHandle>
+    });
+    let shared = typed.expect("insert calls make");
+    let pid = shared.core.pid;
+
+    // From here on the process exists: any failure goes through the exit guard, so
+    // the slot, the name and the links are released in one place.
+    let guard = ExitGuard {
+        node: node.clone(),
+        handle: shared.clone(),
+        reason: None,
+    };
+    if let Some(name) = &opts.name {
+        if let Err(e) = node.register(name, pid) {
+            let mut guard = guard;
+            guard.reason = Some(ExitReason::NoProc);
+            drop(guard);
+            return Err(e.into());
+        }
+    }
+    if opts.link {
+        if let Some(parent) = parent {
+            if let Err(e) = node.link_new_child(parent, &*shared) {
+                let mut guard = guard;
+                guard.reason = Some(ExitReason::NoProc);
+                drop(guard);
+                return Err(e.into());
+            }
+        }
+    }
+
+    let ctx = Ctx::<A>::new(shared.clone(), Node { inner: node.clone() });
+    let task = node.runtime.spawn(CURRENT.scope(pid, async move {
+        let mut guard = guard;
+        let reason = run(actor, ctx, init_reply).await;
+        guard.reason = Some(reason);
+    }));
+    {
+        let mut st = shared.core.state.lock();
+        st.abort = Some(task.abort_handle());
+        if st.kill.is_some() {
+            task.abort();
+        }
+    }
+    node.note_spawned();
+    Ok(Addr { shared })
+}
+
+/// Cleans up a process when its task ends, whichever way it ends.
+struct ExitGuard<M: Send + 'static> {
+    node: Arc<NodeInner>,
+    handle: Arc<ProcessShared<M>>,
+    reason: Option<ExitReason>,
+}
+
+impl<M: Send + 'static> Drop for ExitGuard<M> {
+    fn drop(&mut self) {
+        let reason = match self.reason.take() {
+            Some(r) => r,
+            // Aborted: killed, or the runtime is going away.
+            None => self
+                .handle
+                .core
+                .state
+                .lock()
+                .kill
+                .clone()
+                .unwrap_or(ExitReason::Killed),
+        };
+        let handle: Arc<dyn ProcessHandle> = self.handle.clone();
+        self.node.process_exited(&handle, reason);
+    }
+}
+
+fn panic_reason(payload: Box<dyn Any + Send>) -> ExitReason {
+    let msg: Arc<str> = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).into()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.as_str().into()
+    } else {
+        "non-string panic payload".into()
+    };
+    ExitReason::Panic(msg)
+}
+
+/// Runs a handler future, turning a panic into `Stop(Panic)`.
+async fn guarded(fut: impl Future<Output = Flow>) -> Flow {
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(flow) => flow,
+        Err(payload) => Flow::Stop(panic_reason(payload)),
+    }
+}
+
+async fn run<A: Actor>(mut actor: A, mut ctx: Ctx<A>, init_reply: Option<InitReply>) -> ExitReason {
+    let core_pid = ctx.pid();
+    let parent = ctx.parent();
+    let init = match AssertUnwindSafe(actor.init(&mut ctx)).catch_unwind().await {
+        Ok(r) => r,
+        Err(payload) => Err(panic_reason(payload)),
+    };
+    if let Some(tx) = init_reply {
+        let _ = tx.send(init.clone());
+    }
+    if let Err(reason) = init {
+        return reason;
+    }
+    let shared = ctx.shared.clone();
+    let queue = &shared.mailbox;
+    let core = &shared.core;
+
+    let reason = loop {
+        if let Some(r) = ctx.stop.take() {
+            break r;
+        }
+        let item = match queue.try_recv() {
+            Some(item) => item,
+            None => {
+                core.set_status(ProcessState::Waiting);
+                let next = poll_fn(|cx| queue.poll_recv(cx));
+                let item = match ctx.idle_timeout {
+                    None => next.await,
+                    Some(t) => match tokio::time::timeout(t, next).await {
+                        Ok(item) => item,
+                        Err(_) => {
+                            core.set_status(ProcessState::Running);
+                            match guarded(actor.handle_timeout(&mut ctx)).await {
+                                Flow::Continue => continue,
+                                Flow::Stop(r) => break r,
+                            }
+                        }
+                    },
+                };
+                core.set_status(ProcessState::Running);
+                match item {
+                    Some(item) => item,
+                    // Closed under us: the process is being torn down.
+                    None => break ExitReason::Killed,
+                }
+            }
+        };
+        let flow = match item {
+            Item::Msg(env) => {
+                if env.deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                    queue.note_expired();
+                    drop(env);
+                    Flow::Continue
+                } else {
+                    queue.note_handled(env.enqueued);
+                    guarded(actor.handle(env.msg, &mut ctx)).await
+                }
+            }
+            Item::Signal(Signal::Stop(r)) => break r,
+            Item::Signal(Signal::Exit { from, reason, linked }) => {
+                if linked {
+                    // Withdrawn by an unlink, or consumed: nothing to do.
+                    let was_linked = core
+                        .state
+                        .lock()
+                        .rel
+                        .as_mut()
+                        .is_some_and(|r| r.links.remove(&from));
+                    if !was_linked {
+                        continue;
+                    }
+                    if Some(from) == parent {
+                        // gen_server: an exit from the parent ends the process.
+                        break reason;
+                    }
+                }
+                guarded(actor.handle_exit(from, reason, &mut ctx)).await
+            }
+            Item::Signal(Signal::Down(down)) => {
+                let active = core
+                    .state
+                    .lock()
+                    .rel
+                    .as_mut()
+                    .is_some_and(|r| r.monitors.remove(&down.monitor).is_some());
+                if !active {
+                    continue;
+                }
+                guarded(actor.handle_down(down, &mut ctx)).await
+            }
+        };
+        if let Flow::Stop(r) = flow {
+            break r;
+        }
+        // Stay preemptible under a flood: one unit of coop budget per message.
+        tokio::task::consume_budget().await;
+    };
+    let _ = core_pid;
+    core.set_status(ProcessState::Exiting);
+    let _ = AssertUnwindSafe(actor.terminate(&reason, &mut ctx))
+        .catch_unwind()
+        .await;
+    reason
+}

@@ -1,0 +1,57 @@
+use std::sync::Arc;
+
+use crate::Mailbox;
+
+/// Options for one spawn.
+///
+/// # Examples
+///
+/// ```
+/// use girder::{Mailbox, Overflow, SpawnOptions};
+///
+/// let opts = SpawnOptions::new()
+///     .name("cache")
+///     .mailbox(Mailbox::bounded(10_000).overflow(Overflow::DropOldest));
+/// # let _ = opts;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct SpawnOptions {
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) mailbox: Option<Mailbox>,
+    pub(crate) link: bool,
+    pub(crate) use_reserve: bool,
+}
+
+impl SpawnOptions {
+    /// Default options: no name, the node's default mailbox, not linked.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers the process under `name` as it starts.
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Gives the process its own mailbox bounds and policy.
+    pub fn mailbox(mut self, mailbox: Mailbox) -> Self {
+        self.mailbox = Some(mailbox);
+        self
+    }
+
+    /// Links the child to the spawning process (only from [`Ctx`](crate::Ctx)).
+    pub fn link(mut self) -> Self {
+        self.link = true;
+        self
+    }
+
+    /// Lets this spawn use the node's reserved headroom
+    /// ([`reserved_processes`](crate::NodeBuilder::reserved_processes)). For
+    /// supervisors and system processes, so they can restore service when a runaway
+    /// spawner holds every ordinary slot.
+    pub fn use_reserve(mut self) -> Self {
+        self.use_reserve = true;
+        self
+    }
+}
