@@ -58,6 +58,15 @@ pub enum SpawnError {
         /// The limit that applied to this spawn.
         limit: usize,
     },
+    /// A subtree's process budget (`max_descendants`) is exhausted. The node-wide
+    /// limit may still have room: only this subtree is refused.
+    #[error("process budget of subtree {subtree:?} exhausted ({limit} descendants); raise its max_descendants or find the spawner")]
+    BudgetExhausted {
+        /// The subtree (its owner's name, or pid) whose budget refused.
+        subtree: Arc<str>,
+        /// That budget's limit.
+        limit: usize,
+    },
     /// `Actor::init` failed (reported by `start`).
     #[error("init failed: {0}")]
     InitFailed(Arc<str>),

@@ -102,6 +102,16 @@ impl<A: Actor> Ctx<A> {
         self.node.inner.spawn_actor(actor, opts, Some(self.pid()), None)
     }
 
+    /// Spawns a child and waits until its `init` has run, as
+    /// [`Node::start_with`]: children that depend on each other start in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`Node::start`].
+    pub async fn start_with<B: Actor>(&self, actor: B, opts: SpawnOptions) -> Result<Addr<B>, SpawnError> {
+        self.node.inner.start_actor(actor, opts, Some(self.pid())).await
+    }
+
     /// Links this process with `pid` (bidirectional). Linking to a process that is
     /// gone delivers an exit signal with reason [`ExitReason::NoProc`], as OTP does.
     ///

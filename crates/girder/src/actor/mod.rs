@@ -13,7 +13,7 @@
 //!    signals when trapping exits; `handle_down` for monitors; `handle_timeout` when
 //!    the idle timeout set with [`Ctx::set_idle_timeout`] passes without a message.
 //! 3. Returning [`Flow::Stop`] (or calling [`Ctx::stop`]), a panic in a handler, or an
-//!    exit signal from the linked parent while trapping exits ends the loop; then
+//!    exit signal from the parent while trapping exits ends the loop; then
 //!    `terminate` runs with the reason. Kills and untrapped exit signals end the
 //!    process at its next await point without `terminate`, as on the BEAM.
 //!
@@ -35,7 +35,7 @@ pub(crate) mod shared;
 
 use std::future::Future;
 
-pub use addr::{Addr, Reply};
+pub use addr::{Addr, Reply, TimedOut};
 pub use ctx::{Ctx, TimerRef};
 pub(crate) use runner::spawn_actor;
 

@@ -4,6 +4,7 @@
 use std::any::Any;
 use std::future::{poll_fn, Future};
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures_util::FutureExt;
@@ -15,7 +16,7 @@ use super::shared::ProcessShared;
 use super::{Actor, Addr, Flow};
 use crate::mailbox::queue::{Item, Queue};
 use crate::node::NodeInner;
-use crate::process::{ProcessCore, ProcessHandle, ProcessState, Signal};
+use crate::process::{ProcessCore, ProcessHandle, ProcessState, Signal, SubtreeBudget};
 use crate::{ExitReason, Node, SpawnError, SpawnOptions};
 
 /// Reports the outcome of `init` to a waiting `start`.
@@ -36,11 +37,46 @@ pub(crate) fn spawn_actor<A: Actor>(
         }
         None => node.config.default_mailbox,
     };
-    let reservation = node.reserve_slot(opts.use_reserve)?;
+    // Subtree budgets first (the parent's chain), then the node's table.
+    let counted_in = parent
+        .and_then(|p| node.table.get(p))
+        .and_then(|p| p.core().children_budget.clone());
+    SubtreeBudget::reserve_chain(&counted_in).map_err(|(subtree, limit)| {
+        node.counters
+            .subtree_budget_refusals
+            .fetch_add(1, Ordering::Relaxed);
+        SpawnError::BudgetExhausted { subtree, limit }
+    })?;
+    let reservation = match node.reserve_slot(opts.use_reserve) {
+        Ok(r) => r,
+        Err(e) => {
+            SubtreeBudget::release_chain(&counted_in);
+            return Err(e);
+        }
+    };
     let mut typed: Option<Arc<ProcessShared<A::Msg>>> = None;
     node.table.insert(reservation, |pid| {
+        let children_budget = match opts.max_descendants {
+            Some(limit) => Some(Arc::new(SubtreeBudget {
+                label: opts
+                    .label
+                    .clone()
+                    .or_else(|| opts.name.clone())
+                    .unwrap_or_else(|| pid.to_string().into()),
+                limit,
+                used: AtomicUsize::new(0),
+                parent: counted_in.clone(),
+            })),
+            None => counted_in.clone(),
+        };
         let shared = Arc::new(ProcessShared {
-            core: ProcessCore::new(pid, parent, std::any::type_name::<A>()),
+            core: ProcessCore::new(
+                pid,
+                parent,
+                std::any::type_name::<A>(),
+                counted_in,
+                children_budget,
+            ),
             mailbox: Queue::new(mailbox, node.budget.clone()),
         });
         typed = Some(shared.clone());
@@ -208,10 +244,12 @@ async fn run<A: Actor>(mut actor: A, mut ctx: Ctx<A>, init_reply: Option<InitRep
                     if !was_linked {
                         continue;
                     }
-                    if Some(from) == parent {
-                        // gen_server: an exit from the parent ends the process.
-                        break reason;
-                    }
+                }
+                if Some(from) == parent {
+                    // gen_server: an exit signal from the parent (through the link,
+                    // or a supervisor's explicit `exit(child, shutdown)`) ends the
+                    // process, after `terminate`.
+                    break reason;
                 }
                 guarded(actor.handle_exit(from, reason, &mut ctx)).await
             }

@@ -46,6 +46,10 @@ pub(crate) struct Counters {
     pub(crate) timer_refusals: AtomicU64,
     pub(crate) link_refusals: AtomicU64,
     pub(crate) processes_hwm: AtomicUsize,
+    pub(crate) restarts: AtomicU64,
+    pub(crate) escalations: AtomicU64,
+    pub(crate) max_children_refusals: AtomicU64,
+    pub(crate) subtree_budget_refusals: AtomicU64,
 }
 
 pub(crate) struct NodeInner {
@@ -112,6 +116,22 @@ impl NodeInner {
         init_reply: Option<crate::actor::runner::InitReply>,
     ) -> Result<Addr<A>, SpawnError> {
         crate::actor::spawn_actor(self, actor, opts, parent, init_reply)
+    }
+
+    /// Spawns and waits for `init` (`gen_server:start`).
+    pub(crate) async fn start_actor<A: Actor>(
+        self: &Arc<Self>,
+        actor: A,
+        opts: SpawnOptions,
+        parent: Option<Pid>,
+    ) -> Result<Addr<A>, SpawnError> {
+        let (tx, rx) = oneshot::channel();
+        let addr = self.spawn_actor(actor, opts, parent, Some(tx))?;
+        match rx.await {
+            Ok(Ok(())) => Ok(addr),
+            Ok(Err(reason)) => Err(SpawnError::InitFailed(reason.to_string().into())),
+            Err(_) => Err(SpawnError::InitFailed("killed during init".into())),
+        }
     }
 
     pub(crate) fn reserve_slot(&self, use_reserve: bool) -> Result<Reservation<'_, Handle>, SpawnError> {
@@ -465,6 +485,7 @@ impl NodeInner {
             }
         }
         let m = handle.mailbox_stats();
+        crate::process::SubtreeBudget::release_chain(&core.counted_in);
         self.table.remove(pid);
         let c = &self.counters;
         c.retired_accepted.fetch_add(m.accepted, Ordering::Relaxed);
@@ -519,6 +540,10 @@ impl NodeInner {
             name_refusals: load(&c.name_refusals),
             timer_refusals: load(&c.timer_refusals),
             link_refusals: load(&c.link_refusals),
+            restarts: load(&c.restarts),
+            escalations: load(&c.escalations),
+            max_children_refusals: load(&c.max_children_refusals),
+            subtree_budget_refusals: load(&c.subtree_budget_refusals),
         };
         for p in self.table.entries() {
             let m = p.mailbox_stats();

@@ -130,13 +130,7 @@ impl Node {
     ///
     /// As [`start`](Node::start).
     pub async fn start_with<A: Actor>(&self, actor: A, opts: SpawnOptions) -> Result<Addr<A>, SpawnError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let addr = self.inner.spawn_actor(actor, opts, None, Some(tx))?;
-        match rx.await {
-            Ok(Ok(())) => Ok(addr),
-            Ok(Err(reason)) => Err(SpawnError::InitFailed(reason.to_string().into())),
-            Err(_) => Err(SpawnError::InitFailed("killed during init".into())),
-        }
+        self.inner.start_actor(actor, opts, None).await
     }
 
     /// Kills `pid` untrappably (OTP's `exit(Pid, kill)`): it exits with

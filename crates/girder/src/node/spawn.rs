@@ -20,6 +20,9 @@ pub struct SpawnOptions {
     pub(crate) mailbox: Option<Mailbox>,
     pub(crate) link: bool,
     pub(crate) use_reserve: bool,
+    pub(crate) max_descendants: Option<usize>,
+    /// How a budget this process owns is named in errors (default: its name or pid).
+    pub(crate) label: Option<Arc<str>>,
 }
 
 impl SpawnOptions {
@@ -43,6 +46,17 @@ impl SpawnOptions {
     /// Links the child to the spawning process (only from [`Ctx`](crate::Ctx)).
     pub fn link(mut self) -> Self {
         self.link = true;
+        self
+    }
+
+    /// Gives the new process a budget of `limit` descendants (girder goes beyond OTP
+    /// here): every process spawned anywhere below it counts against the budget, and
+    /// past it spawns in the subtree fail with
+    /// [`SpawnError::BudgetExhausted`](crate::SpawnError::BudgetExhausted) naming this
+    /// process (its name, or its pid), while the rest of the node spawns on. Budgets
+    /// nest: a spawn counts against every budget above it.
+    pub fn max_descendants(mut self, limit: usize) -> Self {
+        self.max_descendants = Some(limit);
         self
     }
 

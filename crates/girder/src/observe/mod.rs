@@ -93,4 +93,12 @@ pub struct NodeStats {
     pub timer_refusals: u64,
     /// Links and monitors refused at the per-process limits.
     pub link_refusals: u64,
+    /// Children restarted by supervisors.
+    pub restarts: u64,
+    /// Supervisors that exceeded their restart intensity and gave up (escalated).
+    pub escalations: u64,
+    /// Children refused at a supervisor's `max_children`.
+    pub max_children_refusals: u64,
+    /// Spawns refused because a subtree's `max_descendants` budget was exhausted.
+    pub subtree_budget_refusals: u64,
 }

@@ -123,10 +123,64 @@ impl CoreState {
     }
 }
 
+/// A process budget for a subtree (girder goes beyond OTP here): every process spawned
+/// anywhere below the owner counts against `limit`, and against every budget above.
+#[derive(Debug)]
+pub(crate) struct SubtreeBudget {
+    pub(crate) label: Arc<str>,
+    pub(crate) limit: usize,
+    pub(crate) used: std::sync::atomic::AtomicUsize,
+    pub(crate) parent: Option<Arc<SubtreeBudget>>,
+}
+
+impl SubtreeBudget {
+    /// Takes one unit from every budget of the chain, or none: on refusal, the label
+    /// and limit of the budget that refused.
+    pub(crate) fn reserve_chain(chain: &Option<Arc<SubtreeBudget>>) -> Result<(), (Arc<str>, usize)> {
+        let mut cur = chain.as_deref();
+        while let Some(b) = cur {
+            let ok = b
+                .used
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                    (u < b.limit).then_some(u + 1)
+                })
+                .is_ok();
+            if !ok {
+                // Give back what was taken below the refusing budget.
+                let mut undo = chain.as_deref();
+                while let Some(u) = undo {
+                    if std::ptr::eq(u, b) {
+                        break;
+                    }
+                    u.used.fetch_sub(1, Ordering::AcqRel);
+                    undo = u.parent.as_deref();
+                }
+                return Err((b.label.clone(), b.limit));
+            }
+            cur = b.parent.as_deref();
+        }
+        Ok(())
+    }
+
+    /// Gives one unit back to every budget of the chain.
+    pub(crate) fn release_chain(chain: &Option<Arc<SubtreeBudget>>) {
+        let mut cur = chain.as_deref();
+        while let Some(b) = cur {
+            b.used.fetch_sub(1, Ordering::AcqRel);
+            cur = b.parent.as_deref();
+        }
+    }
+}
+
 /// The untyped part of every process.
 pub(crate) struct ProcessCore {
     pub(crate) pid: Pid,
     pub(crate) parent: Option<Pid>,
+    /// The subtree budgets this process counts against (nearest first).
+    pub(crate) counted_in: Option<Arc<SubtreeBudget>>,
+    /// The budgets this process's children count against: its own, if it owns one,
+    /// chained to `counted_in`.
+    pub(crate) children_budget: Option<Arc<SubtreeBudget>>,
     pub(crate) actor_type: &'static str,
     pub(crate) trap_exit: AtomicBool,
     status: AtomicU8,
@@ -134,10 +188,18 @@ pub(crate) struct ProcessCore {
 }
 
 impl ProcessCore {
-    pub(crate) fn new(pid: Pid, parent: Option<Pid>, actor_type: &'static str) -> Self {
+    pub(crate) fn new(
+        pid: Pid,
+        parent: Option<Pid>,
+        actor_type: &'static str,
+        counted_in: Option<Arc<SubtreeBudget>>,
+        children_budget: Option<Arc<SubtreeBudget>>,
+    ) -> Self {
         ProcessCore {
             pid,
             parent,
+            counted_in,
+            children_budget,
             actor_type,
             trap_exit: AtomicBool::new(false),
             status: AtomicU8::new(ProcessState::Starting.as_u8()),
