@@ -59,6 +59,7 @@
 //! - [`process`]: pids, the process table, exit reasons, links and monitors.
 //! - [`actor`]: the `Actor` behaviour, addresses, calls, the context.
 //! - [`node`]: the node, its limits, spawning, registry, shutdown.
+//! - [`stage`]: demand-driven producers, producer-consumers and consumers (GenStage).
 //! - [`supervisor`]: supervisors, dynamic supervisors, restart intensity, subtree budgets.
 //! - [`observe`]: snapshots of the node and its processes.
 
@@ -69,6 +70,7 @@ pub mod node;
 pub mod observe;
 pub mod process;
 mod registry;
+pub mod stage;
 pub mod supervisor;
 pub(crate) mod sync;
 

@@ -128,6 +128,14 @@ pub trait Actor: Sized + Send + 'static {
         async { Flow::Continue }
     }
 
+    /// Internal: a stage subscription woke this process. Used by the stage
+    /// behaviours; other actors never receive it.
+    #[doc(hidden)]
+    fn handle_wake(&mut self, token: u64, ctx: &mut Ctx<Self>) -> impl Future<Output = Flow> + Send {
+        let _ = (token, ctx);
+        async { Flow::Continue }
+    }
+
     /// Runs once when the process stops through its own loop (stop, panic, parent
     /// exit while trapping, node shutdown while trapping). Not run on kills.
     fn terminate(&mut self, reason: &ExitReason, ctx: &mut Ctx<Self>) -> impl Future<Output = ()> + Send {

@@ -232,6 +232,7 @@ async fn run<A: Actor>(mut actor: A, mut ctx: Ctx<A>, init_reply: Option<InitRep
                 }
             }
             Item::Signal(Signal::Stop(r)) => break r,
+            Item::Signal(Signal::Wake(token)) => guarded(actor.handle_wake(token, &mut ctx)).await,
             Item::Signal(Signal::Exit { from, reason, linked }) => {
                 if linked {
                     // Withdrawn by an unlink, or consumed: nothing to do.

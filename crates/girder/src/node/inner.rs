@@ -80,6 +80,7 @@ pub(crate) fn info(p: &dyn ProcessHandle) -> ProcessInfo {
         links,
         monitors,
         mailbox: p.mailbox_stats(),
+        stage: core.stage.get().map(|s| s.snapshot()),
     }
 }
 
@@ -428,13 +429,35 @@ impl NodeInner {
 
     // ----- exit -----
 
-    /// Everything that happens when a process ends, in one place: the name, the
-    /// mailbox, links, monitors, counters, and last the table slot (so the live count
-    /// covers the process until it is entirely gone).
+    /// Everything that happens when a process ends, in one place: the mailbox, the
+    /// table slot and counters, then the name, links and monitors. The slot is freed
+    /// before anyone can learn of the exit (a watch, a `Down`, an exit signal, or a
+    /// `NoProc` answer to a link or monitor), so whoever learns of it can spawn a
+    /// replacement at once, even at the process limit.
     pub(crate) fn process_exited(&self, handle: &Handle, reason: ExitReason) {
         let core = handle.core();
         let pid = core.pid;
         core.set_status(crate::ProcessState::Exiting);
+        handle.close_mailbox();
+        let m = handle.mailbox_stats();
+        crate::process::SubtreeBudget::release_chain(&core.counted_in);
+        self.table.remove(pid);
+        let c = &self.counters;
+        c.retired_accepted.fetch_add(m.accepted, Ordering::Relaxed);
+        c.retired_handled.fetch_add(m.handled, Ordering::Relaxed);
+        c.retired_rejected.fetch_add(m.rejected, Ordering::Relaxed);
+        c.retired_dropped.fetch_add(m.dropped, Ordering::Relaxed);
+        c.retired_expired.fetch_add(m.expired, Ordering::Relaxed);
+        let kind = match &reason {
+            ExitReason::Normal => &c.exits_normal,
+            ExitReason::Shutdown => &c.exits_shutdown,
+            ExitReason::Killed => &c.exits_killed,
+            ExitReason::Panic(_) => &c.panics,
+            ExitReason::MailboxOverflow => &c.overflow_kills,
+            _ => &c.exits_other,
+        };
+        kind.fetch_add(1, Ordering::Relaxed);
+        c.exited.fetch_add(1, Ordering::Relaxed);
         let (name, rel) = {
             let mut st = core.state.lock();
             st.exiting = true;
@@ -444,7 +467,6 @@ impl NodeInner {
         if let Some(name) = name {
             self.registry.remove(&name, pid);
         }
-        handle.close_mailbox();
         if let Some(rel) = rel {
             for linked in rel.links {
                 if let Some(t) = self.table.get(linked) {
@@ -484,25 +506,6 @@ impl NodeInner {
                 }
             }
         }
-        let m = handle.mailbox_stats();
-        crate::process::SubtreeBudget::release_chain(&core.counted_in);
-        self.table.remove(pid);
-        let c = &self.counters;
-        c.retired_accepted.fetch_add(m.accepted, Ordering::Relaxed);
-        c.retired_handled.fetch_add(m.handled, Ordering::Relaxed);
-        c.retired_rejected.fetch_add(m.rejected, Ordering::Relaxed);
-        c.retired_dropped.fetch_add(m.dropped, Ordering::Relaxed);
-        c.retired_expired.fetch_add(m.expired, Ordering::Relaxed);
-        let kind = match &reason {
-            ExitReason::Normal => &c.exits_normal,
-            ExitReason::Shutdown => &c.exits_shutdown,
-            ExitReason::Killed => &c.exits_killed,
-            ExitReason::Panic(_) => &c.panics,
-            ExitReason::MailboxOverflow => &c.overflow_kills,
-            _ => &c.exits_other,
-        };
-        kind.fetch_add(1, Ordering::Relaxed);
-        c.exited.fetch_add(1, Ordering::Relaxed);
         if !reason.is_clean() {
             tracing::debug!(%pid, %reason, "process exited");
         }

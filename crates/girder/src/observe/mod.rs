@@ -32,6 +32,8 @@ pub struct ProcessInfo {
     pub monitors: usize,
     /// Its mailbox.
     pub mailbox: MailboxStats,
+    /// For stages: demand, buffer and event counters.
+    pub stage: Option<crate::stage::StageStats>,
 }
 
 /// A snapshot of the node's limits and counters.

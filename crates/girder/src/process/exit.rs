@@ -102,6 +102,9 @@ pub(crate) enum Signal {
     },
     /// Stop through the loop (with `terminate`): node shutdown of a trapping process.
     Stop(ExitReason),
+    /// A stage subscription has news (demand or events). At most one pending per
+    /// subscription and direction, so bounded by the subscriptions themselves.
+    Wake(u64),
     /// A monitor fired.
     Down(Down),
 }

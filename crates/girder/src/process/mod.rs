@@ -184,6 +184,8 @@ pub(crate) struct ProcessCore {
     pub(crate) actor_type: &'static str,
     pub(crate) trap_exit: AtomicBool,
     status: AtomicU8,
+    /// Set by stage behaviours: their demand and buffer counters.
+    pub(crate) stage: std::sync::OnceLock<Arc<crate::stage::StageCounters>>,
     pub(crate) state: parking_lot::Mutex<CoreState>,
 }
 
@@ -202,6 +204,7 @@ impl ProcessCore {
             children_budget,
             actor_type,
             trap_exit: AtomicBool::new(false),
+            stage: std::sync::OnceLock::new(),
             status: AtomicU8::new(ProcessState::Starting.as_u8()),
             state: parking_lot::Mutex::new(CoreState::default()),
         }
