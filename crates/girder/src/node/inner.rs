@@ -565,24 +565,41 @@ impl NodeInner {
 
     // ----- shutdown -----
 
+    /// Asks one process to stop with `Shutdown`: through its loop if it traps exits
+    /// (so `terminate` runs), at once otherwise.
+    fn signal_shutdown(p: &dyn ProcessHandle) {
+        let core = p.core();
+        if !(core.traps_exits() && p.push_signal(Signal::Stop(ExitReason::Shutdown), false)) {
+            core.kill(ExitReason::Shutdown);
+        }
+    }
+
     pub(crate) async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         self.shutting_down.store(true, Ordering::Release);
-        let mut entries = self.table.entries();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let entries = self.table.entries();
         let started = entries.len();
-        // Newest first: children before the processes that spawned them.
-        entries.sort_by_key(|p| std::cmp::Reverse(p.core().pid.index));
-        for p in &entries {
-            let core = p.core();
-            if core.traps_exits() {
-                if !p.push_signal(Signal::Stop(ExitReason::Shutdown), false) {
-                    core.kill(ExitReason::Shutdown);
-                }
-            } else {
-                core.kill(ExitReason::Shutdown);
-            }
+        // Top down, as OTP stops applications: first the roots (no live parent), so
+        // supervisors stop their subtrees in order, then whatever is left.
+        let roots: Vec<Pid> = entries
+            .iter()
+            .filter(|p| {
+                p.core()
+                    .parent
+                    .is_none_or(|parent| self.table.get(parent).is_none())
+            })
+            .map(|p| p.core().pid)
+            .collect();
+        for p in entries.iter().filter(|p| roots.contains(&p.core().pid)) {
+            Self::signal_shutdown(&**p);
         }
         drop(entries);
-        let deadline = tokio::time::Instant::now() + timeout;
+        while roots.iter().any(|&r| self.table.get(r).is_some()) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for p in self.table.entries() {
+            Self::signal_shutdown(&*p);
+        }
         while self.table.len() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }

@@ -14,11 +14,12 @@
 //!
 //! # Shutdown
 //!
-//! [`Node::shutdown`] refuses new spawns, sends every process an exit signal with
-//! reason `Shutdown` (newest first, so children go before the processes that spawned
-//! them), waits up to the shutdown timeout, then kills what is left. As in OTP, a
-//! process that traps exits runs `terminate(Shutdown)`; one that does not exits at
-//! once.
+//! [`Node::shutdown`] refuses new spawns and stops processes top down, as OTP stops
+//! its applications: first the roots (processes without a live parent) get an exit
+//! signal with reason `Shutdown`, so supervisors stop their subtrees in reverse start
+//! order; then whatever is left gets the same signal. Past the shutdown timeout the
+//! rest is killed. As in OTP, a process that traps exits runs `terminate(Shutdown)`;
+//! one that does not exits at once.
 
 mod builder;
 mod inner;

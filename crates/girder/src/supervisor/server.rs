@@ -156,6 +156,9 @@ struct Child {
     pid: Option<Pid>,
     /// Waiting for a (delayed) restart.
     pending: bool,
+    /// Started with a generated id (a dynamic child, named by pid): forgotten when it
+    /// exits and is not restarted, as in Elixir's `DynamicSupervisor`.
+    dynamic: bool,
 }
 
 /// The requests a supervisor handles; use [`SupervisorRef`](super::SupervisorRef).
@@ -307,6 +310,7 @@ impl Supervisor {
                     self.children[i].pending = false;
                     i += 1;
                 }
+                Err(SpawnError::ShuttingDown) => return Flow::Stop(ExitReason::Shutdown),
                 Err(e) => {
                     tracing::debug!(supervisor = %ctx.pid(), child = %spec.id, error = %e, "restart failed");
                     if !self.record_restart(ctx) {
@@ -352,7 +356,8 @@ impl Supervisor {
                 limit: self.spec.max_children,
             });
         }
-        if spec.id.is_empty() {
+        let dynamic = spec.id.is_empty();
+        if dynamic {
             self.next_dynamic_id += 1;
             spec.id = format!("#{}", self.next_dynamic_id).into();
         } else if self.children.iter().any(|c| c.spec.id == spec.id) {
@@ -363,6 +368,7 @@ impl Supervisor {
             spec,
             pid: Some(pid),
             pending: false,
+            dynamic,
         });
         Ok(pid)
     }
@@ -449,6 +455,7 @@ impl Actor for Supervisor {
                     spec: spec.clone(),
                     pid: Some(pid),
                     pending: false,
+                    dynamic: false,
                 }),
                 Err(e) => {
                     // As OTP: a child that fails to start fails the supervisor's
@@ -486,7 +493,7 @@ impl Actor for Supervisor {
         self.children[i].pid = None;
         let restart = self.children[i].spec.restart;
         if !restart.restarts_after(&reason) {
-            if restart == super::Restart::Temporary {
+            if restart == super::Restart::Temporary || self.children[i].dynamic {
                 self.children.remove(i);
             }
             return Flow::Continue;
