@@ -154,7 +154,7 @@ impl<M: Send + 'static> Drop for ExitGuard<M> {
     }
 }
 
-fn panic_reason(payload: Box<dyn Any + Send>) -> ExitReason {
+pub(crate) fn panic_reason(payload: &(dyn Any + Send)) -> ExitReason {
     let msg: Arc<str> = if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).into()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -169,7 +169,7 @@ fn panic_reason(payload: Box<dyn Any + Send>) -> ExitReason {
 async fn guarded(fut: impl Future<Output = Flow>) -> Flow {
     match AssertUnwindSafe(fut).catch_unwind().await {
         Ok(flow) => flow,
-        Err(payload) => Flow::Stop(panic_reason(payload)),
+        Err(payload) => Flow::Stop(panic_reason(&*payload)),
     }
 }
 
@@ -178,7 +178,7 @@ async fn run<A: Actor>(mut actor: A, mut ctx: Ctx<A>, init_reply: Option<InitRep
     let parent = ctx.parent();
     let init = match AssertUnwindSafe(actor.init(&mut ctx)).catch_unwind().await {
         Ok(r) => r,
-        Err(payload) => Err(panic_reason(payload)),
+        Err(payload) => Err(panic_reason(&*payload)),
     };
     if let Some(tx) = init_reply {
         let _ = tx.send(init.clone());

@@ -346,7 +346,7 @@ impl Supervisor {
     }
 
     async fn op_start(&mut self, ctx: &Ctx<Self>, mut spec: ChildSpec) -> Result<Pid, SupervisorError> {
-        if self.children.len() >= self.spec.max_children {
+        if self.children.len() >= self.spec.max_children && self.held_slots(ctx) >= self.spec.max_children {
             ctx.node()
                 .inner
                 .counters
@@ -371,6 +371,19 @@ impl Supervisor {
             dynamic,
         });
         Ok(pid)
+    }
+
+    /// Children holding a slot: all but temporary children that have already exited
+    /// (their exit signal may still be on its way; it will only remove them). Count
+    /// live things, not events.
+    fn held_slots(&self, ctx: &Ctx<Self>) -> usize {
+        let node = ctx.node();
+        self.children
+            .iter()
+            .filter(|c| {
+                !(c.spec.restart == super::Restart::Temporary && c.pid.is_some_and(|p| !node.is_alive(p)))
+            })
+            .count()
     }
 
     async fn op_terminate(&mut self, ctx: &Ctx<Self>, target: Target) -> Result<(), SupervisorError> {

@@ -124,7 +124,9 @@ impl Actor for TaskProcess {
 pub struct Task<T> {
     pid: Pid,
     node: Node,
-    rx: Option<oneshot::Receiver<T>>,
+    /// The result, or the reason of a panic (caught in the task, so it is known even
+    /// when the task ends before `watch` is set up).
+    rx: Option<oneshot::Receiver<Result<T, ExitReason>>>,
     watch: Option<ExitWatch>,
 }
 
@@ -134,16 +136,30 @@ impl<T> Task<T> {
         self.pid
     }
 
-    /// Waits for the result at most `timeout`; past it the task is killed.
+    /// Waits for the result at most `timeout`; past it the task is killed. Either way
+    /// it returns once the task's process has exited, so the task no longer counts
+    /// against its supervisor's `max_children`.
     ///
     /// # Errors
     ///
     /// [`TaskError::Timeout`], or [`TaskError::Exit`] if the task ended without a
     /// result (its exit reason: a panic, a kill).
     pub async fn await_timeout(mut self, timeout: Duration) -> Result<T, TaskError> {
-        let rx = self.rx.take().expect("result taken once");
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(v)) => Ok(v),
+        // Borrowed, not taken: if this future is dropped half-way, `self` still holds
+        // the receiver and its drop kills the task.
+        let rx = self.rx.as_mut().expect("result taken once");
+        let outcome = tokio::time::timeout(timeout, rx).await;
+        self.rx = None;
+        match outcome {
+            Ok(Ok(result)) => {
+                // The task is ending: wait for its process to exit, so its slot
+                // under the supervisor's `max_children` is free when this returns
+                // (`async_stream` starts the next item right away).
+                if let Some(w) = self.watch.take() {
+                    w.await;
+                }
+                result.map_err(TaskError::Exit)
+            }
             Ok(Err(_)) => {
                 let reason = match self.watch.take() {
                     Some(w) => w.await,
@@ -153,6 +169,9 @@ impl<T> Task<T> {
             }
             Err(_) => {
                 self.node.kill(self.pid);
+                if let Some(w) = self.watch.take() {
+                    w.await;
+                }
                 Err(TaskError::Timeout)
             }
         }
@@ -276,7 +295,17 @@ impl TaskSupervisor {
         let pid = self
             .spawn_task(
                 async move {
-                    let _ = tx.send(fut.await);
+                    match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+                        Ok(v) => {
+                            let _ = tx.send(Ok(v));
+                        }
+                        Err(payload) => {
+                            // Report the panic with the result, then end the process
+                            // with it as usual.
+                            let _ = tx.send(Err(crate::actor::runner::panic_reason(&*payload)));
+                            std::panic::resume_unwind(payload);
+                        }
+                    }
                 }
                 .boxed(),
                 link_to,
