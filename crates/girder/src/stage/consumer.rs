@@ -248,6 +248,9 @@ impl<C: Consumer> ConsumerStage<C> {
             if let Flow::Stop(r) = flow {
                 return Flow::Stop(r);
             }
+            if let Some(r) = ctx.stop.clone() {
+                return Flow::Stop(r);
+            }
         }
         self.side.prune();
         StageCounters::set(&self.side.counters.subscriptions, self.side.subscriptions());

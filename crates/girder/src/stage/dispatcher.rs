@@ -13,7 +13,7 @@ type KeyFn<E> = Arc<dyn Fn(&E) -> usize + Send + Sync>;
 /// |---|---|---|
 /// | [`demand`](Dispatcher::demand) (default) | one consumer: the one with the largest pending demand | the sum of the consumers' demands |
 /// | [`broadcast`](Dispatcher::broadcast) | every consumer, in order | the smallest demand: the pace of the slowest |
-/// | [`partition`](Dispatcher::partition) | the consumer subscribed to `key(event) % partitions` | the sum of the partitions' demands |
+/// | [`partition`](Dispatcher::partition) | a consumer subscribed to `key(event) % partitions` (the one with the largest pending demand, if several) | the sum of the partitions' demands |
 ///
 /// Events a dispatcher cannot place yet wait in the producer's bounded buffer.
 pub enum Dispatcher<E> {
@@ -166,8 +166,20 @@ impl<E> Dispatcher<E> {
                     if part.is_empty() {
                         continue;
                     }
-                    if let Some(sub) = subs.iter().find(|s| s.partition == Some(p)) {
-                        let d = sub.demand();
+                    // Within a partition, as the demand dispatcher: to the subscriber
+                    // with the largest pending demand (GenStage).
+                    while !part.is_empty() {
+                        let Some((sub, d)) = subs
+                            .iter()
+                            .filter(|s| s.partition == Some(p))
+                            .map(|s| (s, s.demand()))
+                            .max_by_key(|(_, d)| *d)
+                        else {
+                            break;
+                        };
+                        if d == 0 {
+                            break;
+                        }
                         let tail = if d < part.len() {
                             part.split_off(d)
                         } else {
@@ -175,13 +187,18 @@ impl<E> Dispatcher<E> {
                         };
                         let n = part.len();
                         match sub.deliver(part) {
-                            Ok(()) => delivered += n,
-                            Err(back) => rest.extend(back),
+                            Ok(()) => {
+                                delivered += n;
+                                part = tail;
+                            }
+                            Err(mut back) => {
+                                // Cancelled meanwhile: its demand now reads zero.
+                                back.extend(tail);
+                                part = back;
+                            }
                         }
-                        rest.extend(tail);
-                    } else {
-                        rest.extend(part);
                     }
+                    rest.extend(part);
                 }
                 (delivered, rest)
             }

@@ -408,8 +408,9 @@ impl<P: Producer> Actor for ProducerStage<P> {
                 self.pump(ctx).await
             }
             StageOp::Subscribe(sub, reply) => {
-                reply.send(self.side.add(sub, ctx));
+                let r = self.side.add(sub, ctx);
                 StageCounters::set(&self.side.counters.subscriptions, self.side.subscribers());
+                reply.send(r);
                 self.pump(ctx).await
             }
             StageOp::SubscribeTo(_, _, reply) => {

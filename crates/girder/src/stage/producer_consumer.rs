@@ -100,8 +100,11 @@ impl<P: ProducerConsumer> ProducerConsumerStage<P> {
         }
         self.up.prune();
         self.refresh();
-        if self.up.pending() == 0 {
+        // Stop once the last events are handled and their output taken downstream
+        // (or nobody is left to take it: then it is lost, and counted).
+        if self.up.pending() == 0 && (self.down.buffer.is_empty() || self.down.subscribers() == 0) {
             if let Some(r) = self.exit_when_drained.take() {
+                StageCounters::add(&self.down.counters.dropped, self.down.buffer.len());
                 return Flow::Stop(r);
             }
         }
@@ -132,7 +135,9 @@ impl<P: ProducerConsumer> Actor for ProducerConsumerStage<P> {
                 self.pump(ctx).await
             }
             StageOp::Subscribe(sub, reply) => {
-                reply.send(self.down.add(sub, ctx));
+                let r = self.down.add(sub, ctx);
+                self.refresh();
+                reply.send(r);
                 self.pump(ctx).await
             }
             StageOp::SubscribeTo(source, opts, reply) => {
