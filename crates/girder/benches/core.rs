@@ -1,7 +1,7 @@
 //! Core benchmarks: girder against its floor, a raw bounded tokio channel.
 //!
 //! ```text
-//! cargo bench -p girder --bench core            # everything (~2 minutes)
+//! cargo bench -p girder --bench core            # everything (~3 minutes)
 //! cargo bench -p girder --bench core -- tell    # one group
 //! ```
 //!
