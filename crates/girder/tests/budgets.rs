@@ -359,3 +359,63 @@ async fn restarts_use_the_reserved_headroom_at_the_process_limit() {
         Err(SpawnError::ProcessLimit { limit: 8 })
     ));
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_restarted_subtree_starts_its_children_from_the_reserve_too() {
+    let node = Node::builder()
+        .max_processes(12)
+        .reserved_processes(3)
+        .build()
+        .unwrap();
+    let log = Log::new();
+    let inner = SupervisorSpec::new(Strategy::OneForOne)
+        .child(Worker::new("w1", &log).spec())
+        .child(Worker::new("w2", &log).spec());
+    let top = Supervisor::start(
+        &node,
+        SupervisorSpec::new(Strategy::OneForOne)
+            .backoff(Backoff::exponential(
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+            ))
+            .child(ChildSpec::supervisor("inner", inner)),
+    )
+    .await
+    .unwrap();
+    let mut hog = Vec::new();
+    while let Ok(a) = node.spawn(Worker::idle()) {
+        hog.push(a);
+    }
+    assert_eq!(node.stats().processes, 9, "every ordinary slot taken");
+    let old = child_sup(&node, &top, "inner").await;
+    let kids: Vec<Pid> = old
+        .which_children()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.pid)
+        .collect();
+    end_child(&node, old.pid(), &End::Kill).await;
+    for k in kids {
+        gone(&node, k).await;
+    }
+    // The spawner takes the three freed slots back before the restart.
+    while let Ok(a) = node.spawn(Worker::idle()) {
+        hog.push(a);
+    }
+    assert_eq!(node.stats().processes, 9);
+    // The whole subtree is restored from the reserve: its supervisor and its children.
+    settle(&node, &top, "subtree restarted", |c| {
+        pid_of(c, "inner").is_some_and(|p| p != old.pid())
+    })
+    .await;
+    let inner = child_sup(&node, &top, "inner").await;
+    let kids = inner.which_children().await.unwrap();
+    assert!(
+        kids.iter().all(|c| c.pid.is_some_and(|p| node.is_alive(p))),
+        "{kids:?}"
+    );
+    let s = node.stats();
+    assert_eq!(s.processes, 12);
+    assert_eq!((s.restarts, s.escalations), (1, 0));
+}

@@ -192,6 +192,9 @@ pub struct Supervisor {
     streak: u32,
     last_restart: Option<Instant>,
     next_dynamic_id: u64,
+    /// Started by its own supervisor as a restart: its children start from the
+    /// node's reserved headroom too, so a restarted subtree is restored whole.
+    pub(crate) restarting: bool,
 }
 
 impl Supervisor {
@@ -205,6 +208,7 @@ impl Supervisor {
             streak: 0,
             last_restart: None,
             next_dynamic_id: 0,
+            restarting: false,
         }
     }
 
@@ -463,7 +467,7 @@ impl Actor for Supervisor {
         }
         let specs = std::mem::take(&mut self.spec.children);
         for spec in &specs {
-            match self.start_child(ctx, spec, false).await {
+            match self.start_child(ctx, spec, self.restarting).await {
                 Ok(pid) => self.children.push(Child {
                     spec: spec.clone(),
                     pid: Some(pid),

@@ -131,7 +131,8 @@ impl ChildSpec {
                     Some(n) => opts.max_descendants(n),
                     None => opts,
                 };
-                let sup = Supervisor::new(spec.clone());
+                let mut sup = Supervisor::new(spec.clone());
+                sup.restarting = opts.use_reserve;
                 Box::pin(async move { ctx.start_with(sup, opts).await.map(|a| a.pid()) })
             }),
             restart: Restart::Permanent,
