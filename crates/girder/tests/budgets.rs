@@ -419,3 +419,58 @@ async fn a_restarted_subtree_starts_its_children_from_the_reserve_too() {
     assert_eq!(s.processes, 12);
     assert_eq!((s.restarts, s.escalations), (1, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_limit_still_applies_and_its_refusals_take_no_budget() {
+    let node = Node::builder()
+        .max_processes(6)
+        .reserved_processes(0)
+        .build()
+        .unwrap();
+    let log = Log::new();
+    let sup = Supervisor::start_with(
+        &node,
+        SupervisorSpec::new(Strategy::OneForOne)
+            .max_descendants(4)
+            .child(Worker::new("w", &log).spec()),
+        SpawnOptions::new().name("sub"),
+    )
+    .await
+    .unwrap();
+    let w = pid_of(&sup.which_children().await.unwrap(), "w").unwrap();
+    let mut hog: Vec<_> = (0..4).map(|_| node.spawn(Worker::idle()).unwrap()).collect();
+    // The node is full: the subtree has budget left, but the node refuses.
+    for _ in 0..5 {
+        assert!(matches!(
+            spawn_grandchild(&node, w).await,
+            Err(SpawnError::ProcessLimit { limit: 6 })
+        ));
+    }
+    assert_eq!(node.stats().subtree_budget_refusals, 0);
+    // None of those refusals kept a unit of the budget: w holds one, three are left.
+    for h in hog.drain(..) {
+        let p = h.pid();
+        drop(h);
+        node.kill(p);
+        gone(&node, p).await;
+    }
+    for _ in 0..3 {
+        spawn_grandchild(&node, w).await.unwrap();
+    }
+    exhausted(spawn_grandchild(&node, w).await, "sub", 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_process_may_own_a_budget_named_by_its_pid() {
+    let node = node();
+    let owner = node
+        .spawn_with(Worker::idle(), SpawnOptions::new().max_descendants(2))
+        .unwrap();
+    let a = spawn_grandchild(&node, owner.pid()).await.unwrap();
+    spawn_grandchild(&node, a).await.unwrap();
+    let label = owner.pid().to_string();
+    exhausted(spawn_grandchild(&node, owner.pid()).await, &label, 2);
+    exhausted(spawn_grandchild(&node, a).await, &label, 2);
+    // The owner itself is outside its budget: the rest of the node spawns on.
+    node.spawn(Worker::idle()).unwrap();
+}
