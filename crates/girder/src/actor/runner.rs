@@ -94,29 +94,21 @@ pub(crate) fn spawn_actor<A: Actor>(
     };
     if let Some(name) = &opts.name {
         if let Err(e) = node.register(name, pid) {
-            let mut guard = guard;
-            guard.reason = Some(ExitReason::NoProc);
-            drop(guard);
+            guard.finish(ExitReason::NoProc);
             return Err(e.into());
         }
     }
     if opts.link {
         if let Some(parent) = parent {
             if let Err(e) = node.link_new_child(parent, &*shared) {
-                let mut guard = guard;
-                guard.reason = Some(ExitReason::NoProc);
-                drop(guard);
+                guard.finish(ExitReason::NoProc);
                 return Err(e.into());
             }
         }
     }
 
     let ctx = Ctx::<A>::new(shared.clone(), Node { inner: node.clone() });
-    let task = node.runtime.spawn(CURRENT.scope(pid, async move {
-        let mut guard = guard;
-        let reason = run(actor, ctx, init_reply).await;
-        guard.reason = Some(reason);
-    }));
+    let task = node.runtime.spawn(CURRENT.scope(pid, run(actor, ctx, init_reply, guard)));
     {
         let mut st = shared.core.state.lock();
         st.abort = Some(task.abort_handle());
@@ -133,6 +125,13 @@ struct ExitGuard<M: Send + 'static> {
     node: Arc<NodeInner>,
     handle: Arc<ProcessShared<M>>,
     reason: Option<ExitReason>,
+}
+
+impl<M: Send + 'static> ExitGuard<M> {
+    /// The process ended through its loop with `reason`: clean up now.
+    fn finish(mut self, reason: ExitReason) {
+        self.reason = Some(reason);
+    }
 }
 
 impl<M: Send + 'static> Drop for ExitGuard<M> {
@@ -173,10 +172,25 @@ async fn guarded(fut: impl Future<Output = Flow>) -> Flow {
     }
 }
 
-async fn run<A: Actor>(mut actor: A, mut ctx: Ctx<A>, init_reply: Option<InitReply>) -> ExitReason {
-    let core_pid = ctx.pid();
+/// The process task. A plain function returning an `async move` block (not an
+/// `async fn`) so the actor, context and guard live once in the task, not once as
+/// arguments and again as locals: the future is most of an idle process's memory.
+#[allow(clippy::manual_async_fn)]
+fn run<A: Actor>(
+    mut actor: A,
+    mut ctx: Ctx<A>,
+    init_reply: Option<InitReply>,
+    guard: ExitGuard<A::Msg>,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let reason = run_loop(&mut actor, &mut ctx, init_reply).await;
+        guard.finish(reason);
+    }
+}
+
+async fn run_loop<A: Actor>(actor: &mut A, ctx: &mut Ctx<A>, init_reply: Option<InitReply>) -> ExitReason {
     let parent = ctx.parent();
-    let init = match AssertUnwindSafe(actor.init(&mut ctx)).catch_unwind().await {
+    let init = match AssertUnwindSafe(actor.init(ctx)).catch_unwind().await {
         Ok(r) => r,
         Err(payload) => Err(panic_reason(&*payload)),
     };
@@ -205,7 +219,7 @@ async fn run<A: Actor>(mut actor: A, mut ctx: Ctx<A>, init_reply: Option<InitRep
                         Ok(item) => item,
                         Err(_) => {
                             core.set_status(ProcessState::Running);
-                            match guarded(actor.handle_timeout(&mut ctx)).await {
+                            match guarded(actor.handle_timeout(ctx)).await {
                                 Flow::Continue => continue,
                                 Flow::Stop(r) => break r,
                             }
@@ -228,11 +242,11 @@ async fn run<A: Actor>(mut actor: A, mut ctx: Ctx<A>, init_reply: Option<InitRep
                     Flow::Continue
                 } else {
                     queue.note_handled(env.enqueued);
-                    guarded(actor.handle(env.msg, &mut ctx)).await
+                    guarded(actor.handle(env.msg, ctx)).await
                 }
             }
             Item::Signal(Signal::Stop(r)) => break r,
-            Item::Signal(Signal::Wake(token)) => guarded(actor.handle_wake(token, &mut ctx)).await,
+            Item::Signal(Signal::Wake(token)) => guarded(actor.handle_wake(token, ctx)).await,
             Item::Signal(Signal::Exit { from, reason, linked }) => {
                 if linked {
                     // Withdrawn by an unlink, or consumed: nothing to do.
@@ -252,7 +266,7 @@ async fn run<A: Actor>(mut actor: A, mut ctx: Ctx<A>, init_reply: Option<InitRep
                     // process, after `terminate`.
                     break reason;
                 }
-                guarded(actor.handle_exit(from, reason, &mut ctx)).await
+                guarded(actor.handle_exit(from, reason, ctx)).await
             }
             Item::Signal(Signal::Down(down)) => {
                 let active = core
@@ -264,7 +278,7 @@ async fn run<A: Actor>(mut actor: A, mut ctx: Ctx<A>, init_reply: Option<InitRep
                 if !active {
                     continue;
                 }
-                guarded(actor.handle_down(down, &mut ctx)).await
+                guarded(actor.handle_down(down, ctx)).await
             }
         };
         if let Flow::Stop(r) = flow {
@@ -273,9 +287,8 @@ async fn run<A: Actor>(mut actor: A, mut ctx: Ctx<A>, init_reply: Option<InitRep
         // Stay preemptible under a flood: one unit of coop budget per message.
         tokio::task::consume_budget().await;
     };
-    let _ = core_pid;
     core.set_status(ProcessState::Exiting);
-    let _ = AssertUnwindSafe(actor.terminate(&reason, &mut ctx))
+    let _ = AssertUnwindSafe(actor.terminate(&reason, ctx))
         .catch_unwind()
         .await;
     reason
