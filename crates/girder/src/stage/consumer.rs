@@ -97,8 +97,7 @@ impl<In: Send + 'static> ConsumerSide<In> {
     /// Takes what the subscription `token` holds into the pending pieces.
     pub(crate) fn on_wake(&mut self, token: u64) {
         if let Some(u) = self.ups.iter_mut().find(|u| u.sub.id == token) {
-            let fresh = u.sub.take();
-            u.pending.extend(fresh);
+            u.sub.take_into(&mut u.pending);
         }
     }
 
@@ -147,8 +146,8 @@ impl<In: Send + 'static> ConsumerSide<In> {
         let Some(i) = self.ups.iter().position(|u| u.monitor == down.monitor) else {
             return AfterDown::NotOurs;
         };
-        let fresh = self.ups[i].sub.take();
-        self.ups[i].pending.extend(fresh);
+        let u = &mut self.ups[i];
+        u.sub.take_into(&mut u.pending);
         let cancel = self.ups[i].cancel;
         match cancel {
             Cancel::Permanent => AfterDown::Stop(down.reason.clone()),

@@ -172,6 +172,9 @@ impl<E: Send + 'static> ProducerSide<E> {
 
     /// Dispatches the buffer as far as demand allows.
     pub(crate) fn flush(&mut self) {
+        if self.buffer.is_empty() {
+            return;
+        }
         while !self.buffer.is_empty() {
             let cap = self.capacity();
             if cap == 0 {
@@ -189,25 +192,28 @@ impl<E: Send + 'static> ProducerSide<E> {
                 break;
             }
         }
-        self.refresh();
+        StageCounters::set(&self.counters.buffered, self.buffer.len());
     }
 
     /// Emits events: after what is buffered, to the subscribers as far as demand
     /// allows, the rest into the bounded buffer.
-    pub(crate) fn emit(&mut self, events: Vec<E>) {
+    /// Returns how many were handed to subscribers at once.
+    pub(crate) fn emit(&mut self, events: Vec<E>) -> usize {
         if events.is_empty() {
-            return;
+            return 0;
         }
         self.flush();
-        let rest = if self.buffer.is_empty() {
-            let (delivered, rest) = self.opts.dispatcher.dispatch(&self.subs, events);
-            StageCounters::add(&self.counters.events_out, delivered);
-            rest
+        let (delivered, rest) = if self.buffer.is_empty() {
+            self.opts.dispatcher.dispatch(&self.subs, events)
         } else {
-            events
+            (0, events)
         };
-        self.buffer_events(rest);
-        self.refresh();
+        StageCounters::add(&self.counters.events_out, delivered);
+        if !rest.is_empty() {
+            self.buffer_events(rest);
+            StageCounters::set(&self.counters.buffered, self.buffer.len());
+        }
+        delivered
     }
 
     fn buffer_events(&mut self, events: Vec<E>) {
@@ -367,24 +373,24 @@ impl<P: Producer> ProducerStage<P> {
         }
     }
 
-    fn emit(&mut self, events: Vec<P::Event>) {
+    fn emit(&mut self, events: Vec<P::Event>) -> usize {
         self.requested -= events.len().min(self.requested);
-        self.side.emit(events);
+        self.side.emit(events)
     }
 
     /// Asks the producer for what the subscribers can take beyond what is already
     /// requested or buffered, then stops if the producer is finished and drained.
     async fn pump(&mut self, ctx: &mut Ctx<Self>) -> Flow {
         self.side.flush();
-        let want = self
-            .side
-            .capacity()
-            .saturating_sub(self.requested + self.side.buffer.len());
+        // One pass over the subscriptions per pump: it is on every event's path.
+        let mut pending = self.side.capacity();
+        let want = pending.saturating_sub(self.requested + self.side.buffer.len());
         if want > 0 && !self.producer.is_finished() {
             self.requested += want;
             let events = self.producer.handle_demand(want, ctx).await;
-            self.emit(events);
+            pending -= self.emit(events).min(pending);
         }
+        StageCounters::set(&self.side.counters.pending_demand, pending);
         if self.producer.is_finished() && self.side.buffer.is_empty() {
             return Flow::Stop(ExitReason::Normal);
         }
@@ -404,7 +410,7 @@ impl<P: Producer> Actor for ProducerStage<P> {
         match msg.0 {
             StageOp::Info(m) => {
                 let events = self.producer.handle_info(m, ctx).await;
-                self.emit(events);
+                let _ = self.emit(events);
                 self.pump(ctx).await
             }
             StageOp::Subscribe(sub, reply) => {

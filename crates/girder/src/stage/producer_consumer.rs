@@ -92,7 +92,7 @@ impl<P: ProducerConsumer> ProducerConsumerStage<P> {
             };
             let n = piece.len();
             let out = self.stage.handle_events(piece, ctx).await;
-            self.down.emit(out);
+            let _ = self.down.emit(out);
             self.up.handled(i, n);
             if let Some(r) = ctx.stop.clone() {
                 return Flow::Stop(r);
@@ -116,6 +116,7 @@ impl<P: ProducerConsumer> ProducerConsumerStage<P> {
             &self.down.counters.subscriptions,
             self.up.subscriptions() + self.down.subscribers(),
         );
+        StageCounters::set(&self.down.counters.pending_demand, self.down.capacity());
     }
 }
 
@@ -131,7 +132,7 @@ impl<P: ProducerConsumer> Actor for ProducerConsumerStage<P> {
         match msg.0 {
             StageOp::Info(m) => {
                 let out = self.stage.handle_info(m, ctx).await;
-                self.down.emit(out);
+                let _ = self.down.emit(out);
                 self.pump(ctx).await
             }
             StageOp::Subscribe(sub, reply) => {

@@ -97,12 +97,13 @@ impl<E> Subscription<E> {
         Ok(())
     }
 
-    /// Consumer side: takes everything handed over, and re-arms the consumer's wake.
-    pub(crate) fn take(&self) -> VecDeque<Vec<E>> {
+    /// Consumer side: moves everything handed over into `into` (both queues keep
+    /// their storage: no allocation per event), and re-arms the consumer's wake.
+    pub(crate) fn take_into(&self, into: &mut VecDeque<Vec<E>>) {
         let mut st = self.state.lock();
         st.consumer_woken = false;
         st.queued = 0;
-        std::mem::take(&mut st.chunks)
+        into.extend(st.chunks.drain(..));
     }
 
     /// Consumer side: grants `n` more events, waking the producer if it is not
