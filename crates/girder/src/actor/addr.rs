@@ -165,17 +165,30 @@ impl<A: Actor> Addr<A> {
         timeout: Duration,
     ) -> Result<R, CallError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
         let env = self.envelope(request(Reply { tx }), Some(deadline));
         match tokio::time::timeout_at(deadline, self.send_env(env, Lane::Normal)).await {
             Err(_) => return Err(CallError::Timeout),
             Ok(Err(e)) => return Err(e.into()),
             Ok(Ok(())) => {}
         }
+        // A slot already closed was discarded on arrival by a drop policy (or the
+        // process went down): no answer will come, whatever the deadline.
+        match rx.try_recv() {
+            Ok(v) => return Ok(v),
+            Err(oneshot::error::TryRecvError::Closed) if self.shared.mailbox.is_closed() => {
+                return Err(CallError::Down)
+            }
+            Err(oneshot::error::TryRecvError::Closed) => return Err(CallError::NoReply),
+            Err(oneshot::error::TryRecvError::Empty) => {}
+        }
         match tokio::time::timeout_at(deadline, rx).await {
             Err(_) => Err(CallError::Timeout),
             Ok(Ok(v)) => Ok(v),
             Ok(Err(_)) if self.shared.mailbox.is_closed() => Err(CallError::Down),
+            // Taken out at or past its deadline and dropped as expired, just before
+            // this call's own timer fired: to the caller, that is a timeout.
+            Ok(Err(_)) if tokio::time::Instant::now() >= deadline => Err(CallError::Timeout),
             Ok(Err(_)) => Err(CallError::NoReply),
         }
     }

@@ -170,7 +170,11 @@ impl<M> Queue<M> {
             };
             let overflow = self.config.get_overflow();
             let my_id = waiter.as_ref().and_then(|(slot, _)| **slot);
+            // Priority messages are not held behind senders waiting for room: that
+            // line is what the priority lane exists to bypass. (A priority sender
+            // joins it only when the priority lane itself is full.)
             let behind_waiters = overflow == Overflow::Backpressure
+                && lane == Lane::Normal
                 && st.waiters.front().is_some_and(|(id, _)| Some(*id) != my_id);
 
             if !room(st) || behind_waiters {
