@@ -6,13 +6,9 @@
 
 #[cfg(not(girder_loom))]
 pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-#[cfg(not(girder_loom))]
-pub(crate) use std::sync::Arc;
 
 #[cfg(girder_loom)]
 pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-#[cfg(girder_loom)]
-pub(crate) use loom::sync::Arc;
 
 /// A mutex whose `lock` never reports poisoning (the runtime never panics while
 /// holding one of its own locks; user code never runs under them).

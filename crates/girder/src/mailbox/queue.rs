@@ -11,12 +11,13 @@
 //! handed to the first waiter, which wakes the next one if room remains.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use super::budget::Budget;
 use super::{Mailbox, MailboxStats, Overflow};
 use crate::process::Signal;
-use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
+use crate::sync::{AtomicU64, Mutex, Ordering};
 
 /// Which data lane a message travels in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -512,5 +513,362 @@ impl<M> Queue<M> {
             max_bytes: self.config.get_max_bytes(),
             overflow: self.config.get_overflow(),
         }
+    }
+}
+
+/// Loom models of the queue's concurrency. Run with `scripts/loom.sh`.
+///
+/// Each model checks every interleaving (up to the preemption bound) of a few threads
+/// against one queue: admission never overshoots a bound, every offer is counted as
+/// exactly one outcome, no message is lost or duplicated, no wake-up is lost (a lost
+/// one leaves a thread parked forever, which loom reports as a deadlock), and the
+/// mailbox's bytes and the node budget return to zero once drained or closed.
+#[cfg(all(test, girder_loom))]
+mod loom_tests {
+    use std::future::poll_fn;
+
+    use loom::future::block_on;
+    use loom::thread;
+
+    use super::*;
+
+    fn model(f: impl Fn() + Send + Sync + 'static) {
+        let mut builder = loom::model::Builder::new();
+        if builder.preemption_bound.is_none() {
+            builder.preemption_bound = Some(3);
+        }
+        builder.check(f);
+    }
+
+    fn env(msg: u32, weight: usize) -> Envelope<u32> {
+        Envelope {
+            msg,
+            weight,
+            deadline: None,
+            enqueued: None,
+        }
+    }
+
+    fn queue(
+        capacity: usize,
+        max_bytes: usize,
+        overflow: Overflow,
+        budget: usize,
+    ) -> (loom::sync::Arc<Queue<u32>>, Arc<Budget>) {
+        let budget = Arc::new(Budget::new(budget));
+        let config = Mailbox::bounded(capacity).max_bytes(max_bytes).overflow(overflow);
+        (loom::sync::Arc::new(Queue::new(config, budget.clone())), budget)
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Out {
+        Queued,
+        Dropped,
+        Full,
+        Kill,
+        Closed,
+        TooLarge,
+        Budget,
+        Wait,
+    }
+
+    fn out<M>(p: &Push<M>) -> Out {
+        match p {
+            Push::Queued => Out::Queued,
+            Push::Dropped => Out::Dropped,
+            Push::Full(_) => Out::Full,
+            Push::Kill(_) => Out::Kill,
+            Push::Closed(_) => Out::Closed,
+            Push::TooLarge(_) => Out::TooLarge,
+            Push::Budget(_) => Out::Budget,
+            Push::Wait(_) => Out::Wait,
+        }
+    }
+
+    fn try_push(q: &Queue<u32>, msg: u32, weight: usize) -> Out {
+        out(&q.push(env(msg, weight), Lane::Normal, None))
+    }
+
+    /// A `send().await` under `Backpressure`: registers as a waiter until admitted.
+    fn send(q: &Queue<u32>, msg: u32, weight: usize) -> Out {
+        let mut slot = None;
+        let mut pending = Some(env(msg, weight));
+        block_on(poll_fn(|cx| {
+            let e = pending.take().expect("polled after completion");
+            match q.push(e, Lane::Normal, Some((&mut slot, cx.waker()))) {
+                Push::Wait(e) => {
+                    pending = Some(e);
+                    Poll::Pending
+                }
+                other => Poll::Ready(out(&other)),
+            }
+        }))
+    }
+
+    /// Waits for the next message (`None` once closed).
+    fn recv(q: &Queue<u32>) -> Option<u32> {
+        block_on(poll_fn(|cx| q.poll_recv(cx))).map(|item| match item {
+            Item::Msg(e) => e.msg,
+            Item::Signal(_) => panic!("no signals in these models"),
+        })
+    }
+
+    fn try_recv(q: &Queue<u32>) -> Option<u32> {
+        q.try_recv().map(|item| match item {
+            Item::Msg(e) => e.msg,
+            Item::Signal(_) => panic!("no signals in these models"),
+        })
+    }
+
+    fn drain(q: &Queue<u32>) -> Vec<u32> {
+        std::iter::from_fn(|| try_recv(q)).collect()
+    }
+
+    /// Two senders race for the last slot of a lane (one message already queued,
+    /// capacity two): the bound holds, and each policy's counters account for both.
+    fn last_slot(overflow: Overflow) {
+        model(move || {
+            let (q, budget) = queue(2, 100, overflow, 1_000);
+            assert_eq!(try_push(&q, 0, 10), Out::Queued);
+            let senders: Vec<_> = (1..=2)
+                .map(|i| {
+                    let q = q.clone();
+                    thread::spawn(move || {
+                        let o = try_push(&q, i, 10);
+                        assert!(q.stats().len <= 2, "count bound overshot");
+                        o
+                    })
+                })
+                .collect();
+            let mut outs: Vec<Out> = senders.into_iter().map(|h| h.join().unwrap()).collect();
+            outs.sort_by_key(|o| *o as u8);
+            let s = q.stats();
+            assert!(s.len_hwm <= 2 && s.bytes_hwm <= 100, "{s:?}");
+            assert_eq!((s.len, s.bytes), (2, 20));
+            assert_eq!(budget.used(), 20);
+            let (expected, accepted, rejected, dropped) = match overflow {
+                Overflow::Reject | Overflow::Backpressure => ([Out::Queued, Out::Full], 2, 1, 0),
+                Overflow::Kill => ([Out::Queued, Out::Kill], 2, 1, 0),
+                Overflow::DropNewest => ([Out::Queued, Out::Dropped], 2, 0, 1),
+                Overflow::DropOldest => ([Out::Queued, Out::Queued], 3, 0, 1),
+            };
+            assert_eq!(outs, expected);
+            assert_eq!((s.accepted, s.rejected, s.dropped), (accepted, rejected, dropped));
+            let got = drain(&q);
+            assert_eq!(got.len(), 2);
+            if overflow == Overflow::DropOldest {
+                // The oldest went; both newcomers stayed.
+                assert!(!got.contains(&0));
+            } else {
+                assert_eq!(got[0], 0);
+            }
+            assert_eq!((q.stats().bytes, budget.used()), (0, 0));
+        });
+    }
+
+    #[test]
+    fn loom_last_slot_reject() {
+        last_slot(Overflow::Reject);
+    }
+
+    #[test]
+    fn loom_last_slot_backpressure_try_send() {
+        last_slot(Overflow::Backpressure);
+    }
+
+    #[test]
+    fn loom_last_slot_kill() {
+        last_slot(Overflow::Kill);
+    }
+
+    #[test]
+    fn loom_last_slot_drop_newest() {
+        last_slot(Overflow::DropNewest);
+    }
+
+    #[test]
+    fn loom_last_slot_drop_oldest() {
+        last_slot(Overflow::DropOldest);
+    }
+
+    /// Two mailboxes race for the last bytes of the node budget: exactly one wins,
+    /// and the budget is never overdrawn.
+    #[test]
+    fn loom_last_bytes_of_the_node_budget() {
+        model(|| {
+            let budget = Arc::new(Budget::new(25));
+            let config = Mailbox::bounded(4).overflow(Overflow::Reject);
+            let a = loom::sync::Arc::new(Queue::new(config, budget.clone()));
+            let b = loom::sync::Arc::new(Queue::new(config, budget.clone()));
+            assert_eq!(try_push(&a, 0, 10), Out::Queued);
+            let t = {
+                let b = b.clone();
+                let budget = budget.clone();
+                thread::spawn(move || {
+                    let o = try_push(&b, 1, 10);
+                    assert!(budget.used() <= 25);
+                    o
+                })
+            };
+            let mine = try_push(&a, 2, 10);
+            let theirs = t.join().unwrap();
+            let mut outs = [mine, theirs];
+            outs.sort_by_key(|o| *o as u8);
+            assert_eq!(outs, [Out::Queued, Out::Budget]);
+            assert_eq!(budget.used(), 20);
+            assert_eq!(budget.refusals(), 1);
+            let (sa, sb) = (a.stats(), b.stats());
+            assert_eq!(sa.accepted + sb.accepted, 2);
+            assert_eq!(sa.rejected + sb.rejected, 1);
+            drain(&a);
+            drain(&b);
+            assert_eq!(budget.used(), 0);
+        });
+    }
+
+    /// A sender races the receiver's pop on a full one-slot lane: the message is
+    /// either admitted (room freed in time) or refused and counted, never lost.
+    #[test]
+    fn loom_push_races_pop() {
+        model(|| {
+            let (q, budget) = queue(1, 100, Overflow::Reject, 1_000);
+            assert_eq!(try_push(&q, 1, 7), Out::Queued);
+            let t = {
+                let q = q.clone();
+                thread::spawn(move || try_push(&q, 2, 5))
+            };
+            assert_eq!(try_recv(&q), Some(1));
+            let o = t.join().unwrap();
+            let rest = drain(&q);
+            let s = q.stats();
+            match o {
+                Out::Queued => {
+                    assert_eq!(rest, [2]);
+                    assert_eq!((s.accepted, s.rejected), (2, 0));
+                }
+                Out::Full => {
+                    assert!(rest.is_empty());
+                    assert_eq!((s.accepted, s.rejected), (1, 1));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+            assert_eq!((s.len, s.bytes, budget.used()), (0, 0, 0));
+        });
+    }
+
+    /// The receiver waits while a sender pushes: no wake-up is lost, messages arrive
+    /// in order, and the bytes come back.
+    #[test]
+    fn loom_receiver_wakeup_is_never_lost() {
+        model(|| {
+            let (q, budget) = queue(4, 100, Overflow::Reject, 1_000);
+            let t = {
+                let q = q.clone();
+                thread::spawn(move || {
+                    assert_eq!(try_push(&q, 1, 3), Out::Queued);
+                    assert_eq!(try_push(&q, 2, 3), Out::Queued);
+                })
+            };
+            assert_eq!(recv(&q), Some(1));
+            assert_eq!(recv(&q), Some(2));
+            t.join().unwrap();
+            assert_eq!((q.stats().bytes, budget.used()), (0, 0));
+        });
+    }
+
+    /// Backpressure hand-off: a sender waiting on a full lane is woken when the
+    /// receiver frees room, and gets in.
+    #[test]
+    fn loom_backpressure_waiter_is_woken() {
+        model(|| {
+            let (q, budget) = queue(1, 100, Overflow::Backpressure, 1_000);
+            assert_eq!(try_push(&q, 0, 4), Out::Queued);
+            let t = {
+                let q = q.clone();
+                thread::spawn(move || send(&q, 1, 4))
+            };
+            assert_eq!(recv(&q), Some(0));
+            assert_eq!(recv(&q), Some(1));
+            assert_eq!(t.join().unwrap(), Out::Queued);
+            let s = q.stats();
+            assert_eq!(
+                (s.accepted, s.rejected, s.waiting_senders, s.len_hwm),
+                (2, 0, 0, 1)
+            );
+            assert_eq!((s.bytes, budget.used()), (0, 0));
+        });
+    }
+
+    /// Two waiting senders and a receiver that frees two slots and then stops: room
+    /// is handed from waiter to waiter (the receiver wakes the first, the first wakes
+    /// the next when room remains), and each message arrives exactly once.
+    #[test]
+    fn loom_backpressure_hand_off_between_waiters() {
+        model(|| {
+            let (q, budget) = queue(2, 100, Overflow::Backpressure, 1_000);
+            assert_eq!(try_push(&q, 0, 4), Out::Queued);
+            assert_eq!(try_push(&q, 1, 4), Out::Queued);
+            let senders: Vec<_> = (2..=3)
+                .map(|i| {
+                    let q = q.clone();
+                    thread::spawn(move || send(&q, i, 4))
+                })
+                .collect();
+            // Free both slots, then stop: both waiters must get in without any
+            // further help from the receiver.
+            assert_eq!(recv(&q), Some(0));
+            assert_eq!(recv(&q), Some(1));
+            for h in senders {
+                assert_eq!(h.join().unwrap(), Out::Queued);
+            }
+            let mut got = drain(&q);
+            got.sort_unstable();
+            assert_eq!(got, [2, 3]);
+            let s = q.stats();
+            assert_eq!((s.accepted, s.rejected, s.waiting_senders), (4, 0, 0));
+            assert!(s.len_hwm <= 2);
+            assert_eq!((s.bytes, budget.used()), (0, 0));
+        });
+    }
+
+    /// A push racing the process's exit: the message is either queued and then
+    /// counted as dropped by the close, or refused with `Closed`; never lost uncounted.
+    #[test]
+    fn loom_close_races_push() {
+        model(|| {
+            let (q, budget) = queue(2, 100, Overflow::Reject, 1_000);
+            let t = {
+                let q = q.clone();
+                thread::spawn(move || try_push(&q, 1, 6))
+            };
+            q.close();
+            let o = t.join().unwrap();
+            let s = q.stats();
+            match o {
+                Out::Queued => assert_eq!((s.accepted, s.dropped), (1, 1)),
+                Out::Closed => assert_eq!((s.accepted, s.dropped), (0, 0)),
+                other => panic!("unexpected {other:?}"),
+            }
+            assert_eq!((s.len, s.bytes, budget.used()), (0, 0, 0));
+            assert_eq!(recv(&q), None, "a closed mailbox ends the receive loop");
+        });
+    }
+
+    /// A sender waiting for room when the process exits is woken and told `Closed`.
+    #[test]
+    fn loom_close_wakes_waiting_sender() {
+        model(|| {
+            let (q, budget) = queue(1, 100, Overflow::Backpressure, 1_000);
+            assert_eq!(try_push(&q, 0, 4), Out::Queued);
+            let t = {
+                let q = q.clone();
+                thread::spawn(move || send(&q, 1, 4))
+            };
+            q.close();
+            assert_eq!(t.join().unwrap(), Out::Closed);
+            let s = q.stats();
+            assert_eq!((s.accepted, s.dropped, s.waiting_senders), (1, 1, 0));
+            assert_eq!((s.bytes, budget.used()), (0, 0));
+        });
     }
 }
