@@ -866,14 +866,15 @@ impl Model {
     }
 
     /// Runs until nothing more happens, in the order the test's scheduling gives: the
-    /// actor takes what it can until it blocks or idles; then waiting senders get in,
-    /// first come first served, while there is room for the first (each admitted
-    /// sender wakes the next); then the actor again, and so on.
+    /// actor takes what it can until it blocks or idles; then waiting senders get in
+    /// while the one that freed room can serve fits (each admitted sender wakes the
+    /// next); then the actor again, and so on.
     fn settle(&mut self) {
         loop {
             self.run_actor();
             let mut admitted = false;
-            while let Some(&(id, lane, w)) = self.waiters.front() {
+            while let Some(id) = self.next_waiter() {
+                let (_, lane, w) = *self.waiters.iter().find(|x| x.0 == id).expect("a waiter");
                 if !self.room(lane, w) {
                     break;
                 }
@@ -885,6 +886,28 @@ impl Model {
                 return;
             }
         }
+    }
+
+    /// The waiting sender that freed room is for: the first in line if its lane has
+    /// room; otherwise, if the priority lane has room, the first priority sender
+    /// (priority senders do not wait behind normal ones).
+    fn next_waiter(&self) -> Option<u32> {
+        let &(front, lane, _) = self.waiters.front()?;
+        if self.bytes() >= self.max_bytes {
+            return None;
+        }
+        let priority_room = self.priority.len() < self.pcap;
+        let front_room = match lane {
+            Lane::Normal => self.normal.len() < self.cap,
+            Lane::Priority => priority_room,
+        };
+        if front_room {
+            return Some(front);
+        }
+        if !priority_room {
+            return None;
+        }
+        self.waiters.iter().find(|x| x.1 == Lane::Priority).map(|x| x.0)
     }
 
     fn release_one(&mut self) {

@@ -81,7 +81,7 @@ struct State<M> {
     bytes: usize,
     closed: bool,
     rx_waker: Option<Waker>,
-    waiters: VecDeque<(u64, Waker)>,
+    waiters: VecDeque<(u64, Lane, Waker)>,
     next_waiter: u64,
     accepted: u64,
     rejected: u64,
@@ -176,7 +176,7 @@ impl<M> Queue<M> {
             // joins it only when the priority lane itself is full.)
             let behind_waiters = overflow == Overflow::Backpressure
                 && lane == Lane::Normal
-                && st.waiters.front().is_some_and(|(id, _)| Some(*id) != my_id);
+                && st.waiters.front().is_some_and(|(id, _, _)| Some(*id) != my_id);
 
             if !room(st) || behind_waiters {
                 match overflow {
@@ -198,7 +198,7 @@ impl<M> Queue<M> {
                             break 'admit Push::Full(env.msg);
                         }
                         Some((slot, waker)) => {
-                            Self::register_waiter(st, slot, waker);
+                            Self::register_waiter(st, slot, waker, lane);
                             break 'admit Push::Wait(env);
                         }
                     },
@@ -287,40 +287,57 @@ impl<M> Queue<M> {
         Some(old)
     }
 
-    fn register_waiter(st: &mut State<M>, slot: &mut Option<u64>, waker: &Waker) {
+    fn register_waiter(st: &mut State<M>, slot: &mut Option<u64>, waker: &Waker, lane: Lane) {
         match *slot {
             Some(id) => {
-                if let Some((_, w)) = st.waiters.iter_mut().find(|(i, _)| *i == id) {
+                if let Some((_, _, w)) = st.waiters.iter_mut().find(|(i, _, _)| *i == id) {
                     if !w.will_wake(waker) {
                         *w = waker.clone();
                     }
                     return;
                 }
-                st.waiters.push_back((id, waker.clone()));
+                st.waiters.push_back((id, lane, waker.clone()));
             }
             None => {
                 let id = st.next_waiter;
                 st.next_waiter += 1;
                 *slot = Some(id);
-                st.waiters.push_back((id, waker.clone()));
+                st.waiters.push_back((id, lane, waker.clone()));
             }
         }
     }
 
     fn forget_waiter(st: &mut State<M>, slot: &mut Option<u64>) {
         if let Some(id) = slot.take() {
-            if let Some(pos) = st.waiters.iter().position(|(i, _)| *i == id) {
+            if let Some(pos) = st.waiters.iter().position(|(i, _, _)| *i == id) {
                 st.waiters.remove(pos);
             }
         }
     }
 
-    /// The first waiting sender's waker, if there is room it could use.
+    /// The waker of the waiting sender that room just freed can serve: the first in
+    /// line if its lane has room; otherwise, if the priority lane has room, the first
+    /// priority sender (priority senders do not wait behind normal ones).
     fn next_if_room(st: &State<M>, config: &Mailbox) -> Option<Waker> {
-        let (_, w) = st.waiters.front()?;
-        let room =
-            st.normal.len() < config.get_capacity() || st.priority.len() < config.get_priority_capacity();
-        (room && st.bytes < config.get_max_bytes()).then(|| w.clone())
+        let (_, lane, w) = st.waiters.front()?;
+        if st.bytes >= config.get_max_bytes() {
+            return None;
+        }
+        let priority_room = st.priority.len() < config.get_priority_capacity();
+        let front_room = match lane {
+            Lane::Normal => st.normal.len() < config.get_capacity(),
+            Lane::Priority => priority_room,
+        };
+        if front_room {
+            return Some(w.clone());
+        }
+        if !priority_room {
+            return None;
+        }
+        st.waiters
+            .iter()
+            .find(|(_, l, _)| *l == Lane::Priority)
+            .map(|(_, _, w)| w.clone())
     }
 
     /// A waiting sender gave up (its future was dropped): leave the line, and pass any
@@ -476,7 +493,7 @@ impl<M> Queue<M> {
             )
         };
         drop((normal, priority, signals, rx));
-        for (_, w) in waiters {
+        for (_, _, w) in waiters {
             w.wake();
         }
     }
@@ -591,11 +608,15 @@ mod loom_tests {
 
     /// A `send().await` under `Backpressure`: registers as a waiter until admitted.
     fn send(q: &Queue<u32>, msg: u32, weight: usize) -> Out {
+        send_in(q, Lane::Normal, msg, weight)
+    }
+
+    fn send_in(q: &Queue<u32>, lane: Lane, msg: u32, weight: usize) -> Out {
         let mut slot = None;
         let mut pending = Some(env(msg, weight));
         block_on(poll_fn(|cx| {
             let e = pending.take().expect("polled after completion");
-            match q.push(e, Lane::Normal, Some((&mut slot, cx.waker()))) {
+            match q.push(e, lane, Some((&mut slot, cx.waker()))) {
                 Push::Wait(e) => {
                     pending = Some(e);
                     Poll::Pending
@@ -827,6 +848,40 @@ mod loom_tests {
             let s = q.stats();
             assert_eq!((s.accepted, s.rejected, s.waiting_senders), (4, 0, 0));
             assert!(s.len_hwm <= 2);
+            assert_eq!((s.bytes, budget.used()), (0, 0));
+        });
+    }
+
+    /// A priority sender waiting for room in its lane, in line with a normal sender
+    /// waiting for the normal lane: when the receiver frees priority room, the
+    /// priority sender gets in, whatever its place in the line.
+    #[test]
+    fn loom_priority_waiter_is_not_held_behind_normal_waiter() {
+        model(|| {
+            let config = Mailbox::bounded(1)
+                .priority_capacity(1)
+                .overflow(Overflow::Backpressure);
+            let budget = Arc::new(Budget::new(1_000));
+            let q = loom::sync::Arc::new(Queue::new(config, budget.clone()));
+            assert_eq!(try_push(&q, 0, 4), Out::Queued);
+            assert_eq!(out(&q.push(env(1, 4), Lane::Priority, None)), Out::Queued);
+            let normal = {
+                let q = q.clone();
+                thread::spawn(move || send_in(&q, Lane::Normal, 2, 4))
+            };
+            let priority = {
+                let q = q.clone();
+                thread::spawn(move || send_in(&q, Lane::Priority, 3, 4))
+            };
+            // Frees priority room only; the normal lane stays full.
+            assert_eq!(recv(&q), Some(1));
+            assert_eq!(priority.join().unwrap(), Out::Queued);
+            assert_eq!(recv(&q), Some(3));
+            assert_eq!(recv(&q), Some(0));
+            assert_eq!(normal.join().unwrap(), Out::Queued);
+            assert_eq!(recv(&q), Some(2));
+            let s = q.stats();
+            assert_eq!((s.accepted, s.rejected, s.waiting_senders), (4, 0, 0));
             assert_eq!((s.bytes, budget.used()), (0, 0));
         });
     }
