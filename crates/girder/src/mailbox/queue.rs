@@ -81,7 +81,10 @@ struct State<M> {
     bytes: usize,
     closed: bool,
     rx_waker: Option<Waker>,
-    waiters: VecDeque<(u64, Lane, Waker)>,
+    /// Senders waiting for room, in arrival order: id, lane, and the waker — taken
+    /// when the sender is woken, so freeing more room does not wake it again before
+    /// it has run (one wake per wait, not one per message taken).
+    waiters: VecDeque<(u64, Lane, Option<Waker>)>,
     next_waiter: u64,
     accepted: u64,
     rejected: u64,
@@ -291,18 +294,19 @@ impl<M> Queue<M> {
         match *slot {
             Some(id) => {
                 if let Some((_, _, w)) = st.waiters.iter_mut().find(|(i, _, _)| *i == id) {
-                    if !w.will_wake(waker) {
-                        *w = waker.clone();
+                    match w {
+                        Some(w) if w.will_wake(waker) => {}
+                        _ => *w = Some(waker.clone()),
                     }
                     return;
                 }
-                st.waiters.push_back((id, lane, waker.clone()));
+                st.waiters.push_back((id, lane, Some(waker.clone())));
             }
             None => {
                 let id = st.next_waiter;
                 st.next_waiter += 1;
                 *slot = Some(id);
-                st.waiters.push_back((id, lane, waker.clone()));
+                st.waiters.push_back((id, lane, Some(waker.clone())));
             }
         }
     }
@@ -318,8 +322,8 @@ impl<M> Queue<M> {
     /// The waker of the waiting sender that room just freed can serve: the first in
     /// line if its lane has room; otherwise, if the priority lane has room, the first
     /// priority sender (priority senders do not wait behind normal ones).
-    fn next_if_room(st: &State<M>, config: &Mailbox) -> Option<Waker> {
-        let (_, lane, w) = st.waiters.front()?;
+    fn next_if_room(st: &mut State<M>, config: &Mailbox) -> Option<Waker> {
+        let (_, lane, _) = st.waiters.front()?;
         if st.bytes >= config.get_max_bytes() {
             return None;
         }
@@ -329,15 +333,16 @@ impl<M> Queue<M> {
             Lane::Priority => priority_room,
         };
         if front_room {
-            return Some(w.clone());
+            // `None` if it was woken already and has not run yet.
+            return st.waiters.front_mut().and_then(|(_, _, w)| w.take());
         }
         if !priority_room {
             return None;
         }
         st.waiters
-            .iter()
+            .iter_mut()
             .find(|(_, l, _)| *l == Lane::Priority)
-            .map(|(_, _, w)| w.clone())
+            .and_then(|(_, _, w)| w.take())
     }
 
     /// A waiting sender gave up (its future was dropped): leave the line, and pass any
@@ -349,7 +354,7 @@ impl<M> Queue<M> {
         let wake = {
             let mut st = self.state.lock();
             Self::forget_waiter(&mut st, slot);
-            Self::next_if_room(&st, &self.config)
+            Self::next_if_room(&mut st, &self.config)
         };
         if let Some(w) = wake {
             w.wake();
@@ -494,7 +499,9 @@ impl<M> Queue<M> {
         };
         drop((normal, priority, signals, rx));
         for (_, _, w) in waiters {
-            w.wake();
+            if let Some(w) = w {
+                w.wake();
+            }
         }
     }
 
