@@ -151,7 +151,9 @@ pub enum CallError {
     #[error("process is down")]
     Down,
     /// The request was discarded (drop policy) or the handler dropped the reply
-    /// without answering.
+    /// without answering. A handler that drops the reply and then exits (stops or
+    /// panics) in the same turn may also be reported as `NoReply` rather than `Down`:
+    /// the reply slot closes before the process has finished exiting.
     #[error("no reply: the request was dropped or the handler did not answer")]
     NoReply,
 }
