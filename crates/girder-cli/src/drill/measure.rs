@@ -36,7 +36,7 @@ pub struct RssSampler {
     stop: Arc<AtomicBool>,
     peak: Arc<AtomicU64>,
     baseline: Option<u64>,
-    thread: JoinHandle<u64>,
+    thread: JoinHandle<(u64, Duration)>,
 }
 
 /// What [`RssSampler`] saw.
@@ -48,6 +48,9 @@ pub struct RssReport {
     pub peak: u64,
     /// Number of samples taken.
     pub samples: u64,
+    /// The longest the sampler thread overslept its interval: how long the OS left
+    /// this process's threads waiting for a CPU (other processes included).
+    pub os_lag_max: Duration,
 }
 
 impl RssReport {
@@ -69,14 +72,17 @@ impl RssSampler {
                 .name("girder-rss".into())
                 .spawn(move || {
                     let mut samples = 0;
+                    let mut lag = Duration::ZERO;
                     while !stop.load(Ordering::Acquire) {
                         if let Some(rss) = read_rss() {
                             peak.fetch_max(rss, Ordering::Relaxed);
                             samples += 1;
                         }
+                        let t = Instant::now();
                         std::thread::sleep(RSS_SAMPLE_EVERY);
+                        lag = lag.max(t.elapsed().saturating_sub(RSS_SAMPLE_EVERY));
                     }
-                    samples
+                    (samples, lag)
                 })
                 .expect("spawn the RSS sampler thread")
         };
@@ -91,7 +97,7 @@ impl RssSampler {
     /// Stops sampling (with one last sample) and reports.
     pub fn finish(self) -> RssReport {
         self.stop.store(true, Ordering::Release);
-        let samples = self.thread.join().unwrap_or(0);
+        let (samples, os_lag_max) = self.thread.join().unwrap_or_default();
         if let Some(rss) = read_rss() {
             self.peak.fetch_max(rss, Ordering::Relaxed);
         }
@@ -99,7 +105,45 @@ impl RssSampler {
             baseline: self.baseline,
             peak: self.peak.load(Ordering::Relaxed),
             samples,
+            os_lag_max,
         }
+    }
+}
+
+/// How late the runtime runs a task whose timer has fired: a task sleeping
+/// [`LAG_PROBE_EVERY`] in a loop records how much longer each sleep took. Context for
+/// latency figures: a call cannot return sooner than the runtime gets round to it.
+pub struct LagProbe {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Duration>,
+}
+
+/// The lag probe's sleep.
+pub const LAG_PROBE_EVERY: Duration = Duration::from_millis(1);
+
+impl LagProbe {
+    /// Starts probing on the current runtime.
+    pub fn start() -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let mut lag = Duration::ZERO;
+                while !stop.load(Ordering::Acquire) {
+                    let t = Instant::now();
+                    tokio::time::sleep(LAG_PROBE_EVERY).await;
+                    lag = lag.max(t.elapsed().saturating_sub(LAG_PROBE_EVERY));
+                }
+                lag
+            }
+        });
+        LagProbe { stop, task }
+    }
+
+    /// Stops probing; the longest lag seen (timer granularity, up to 1 ms, included).
+    pub async fn finish(self) -> Duration {
+        self.stop.store(true, Ordering::Release);
+        self.task.await.unwrap_or_default()
     }
 }
 

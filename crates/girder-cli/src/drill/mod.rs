@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use measure::{fmt_bytes, fmt_us, Checks, LegitReport, RssSampler};
+use measure::{fmt_bytes, fmt_us, micros, Checks, LagProbe, LegitReport, RssSampler};
 
 /// The default attack duration of each drill.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(5);
@@ -145,6 +145,12 @@ pub struct Report {
     pub rss_growth_bytes: u64,
     /// RSS samples taken (one per ~10 ms).
     pub rss_samples: u64,
+    /// Context for latencies: the longest a task whose 1 ms timer fired waited for
+    /// the runtime to run it (see [`measure::LagProbe`]).
+    pub runtime_lag_max_us: u64,
+    /// Context for latencies: the longest the OS left the RSS sampler thread
+    /// waiting past its 10 ms sleep (other processes share the CPUs).
+    pub os_lag_max_us: u64,
     /// The bound on that growth.
     pub rss_growth_bound_bytes: u64,
     /// Legitimate calls made during the attack.
@@ -193,6 +199,7 @@ pub fn select(names: &[String]) -> Result<Vec<DrillSpec>, String> {
 pub async fn run_one(spec: &DrillSpec, attack: Duration) -> Report {
     let started = Instant::now();
     let sampler = RssSampler::start();
+    let lag = LagProbe::start();
     let outcome = match tokio::time::timeout(attack + OVERRUN_ALLOWANCE, (spec.run)(attack)).await {
         Ok(r) => r,
         Err(_) => Err(format!(
@@ -202,6 +209,7 @@ pub async fn run_one(spec: &DrillSpec, attack: Duration) -> Report {
             OVERRUN_ALLOWANCE.as_secs()
         )),
     };
+    let runtime_lag = lag.finish().await;
     let rss = sampler.finish();
     let duration_ms = started.elapsed().as_millis() as u64;
     let mut report = Report {
@@ -216,6 +224,8 @@ pub async fn run_one(spec: &DrillSpec, attack: Duration) -> Report {
         baseline_rss_bytes: rss.baseline.unwrap_or(0),
         rss_growth_bytes: rss.growth(),
         rss_samples: rss.samples,
+        runtime_lag_max_us: micros(runtime_lag),
+        os_lag_max_us: micros(rss.os_lag_max),
         rss_growth_bound_bytes: 0,
         legit_calls: 0,
         legit_errors: 0,
