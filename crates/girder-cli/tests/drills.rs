@@ -100,5 +100,6 @@ fn list_names_every_drill() {
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(listed, DRILLS);
+    assert!(listed.len() >= DRILLS.len(), "{listed:?}");
+    assert_eq!(listed[..DRILLS.len()], DRILLS, "the first drills first");
 }

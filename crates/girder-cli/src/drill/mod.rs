@@ -18,13 +18,23 @@
 //! | `call-storm` | stale calls and replies piling up | [`call_storm`] |
 //! | `spawn-bomb` | a process spawning in a loop | [`spawn_bomb`] |
 //! | `priority-under-flood` | important messages stuck behind a flood | [`priority_under_flood`] |
+//! | `crash-loop` | crash loops: intensity, escalation, backoff | [`crash_loop`] |
+//! | `dynamic-children` | a `DynamicSupervisor` asked for children without end | [`dynamic_children`] |
+//! | `task-per-item` | one task per item of a huge list | [`task_per_item`] |
+//! | `subtree-bomb` | one subsystem exhausting the process table | [`subtree_bomb`] |
+//! | `chaos` | crashes under load | [`chaos`] |
 
 pub mod attack;
 pub mod call_storm;
+pub mod chaos;
+pub mod crash_loop;
+pub mod dynamic_children;
 pub mod mailbox_flood;
 pub mod measure;
 pub mod priority_under_flood;
 pub mod spawn_bomb;
+pub mod subtree_bomb;
+pub mod task_per_item;
 pub mod wide_flood;
 
 use std::future::Future;
@@ -106,6 +116,31 @@ pub fn all() -> Vec<DrillSpec> {
             name: "priority-under-flood",
             about: "priority messages while the normal lane is flooded full",
             run: |d| Box::pin(priority_under_flood::run(d)),
+        },
+        DrillSpec {
+            name: "crash-loop",
+            about: "a child that panics at once: intensity escalates, backoff paces restarts",
+            run: |d| Box::pin(crash_loop::run(d)),
+        },
+        DrillSpec {
+            name: "dynamic-children",
+            about: "one child per request, 10x past a DynamicSupervisor's max_children",
+            run: |d| Box::pin(dynamic_children::run(d)),
+        },
+        DrillSpec {
+            name: "task-per-item",
+            about: "1,000,000 items through async_stream with bounded concurrency",
+            run: |d| Box::pin(task_per_item::run(d)),
+        },
+        DrillSpec {
+            name: "subtree-bomb",
+            about: "one subtree spawn-bombs to its budget while its sibling serves",
+            run: |d| Box::pin(subtree_bomb::run(d)),
+        },
+        DrillSpec {
+            name: "chaos",
+            about: "random kills and panics in a supervised service under load",
+            run: |d| Box::pin(chaos::run(d)),
         },
     ]
 }
