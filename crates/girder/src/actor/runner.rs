@@ -108,7 +108,9 @@ pub(crate) fn spawn_actor<A: Actor>(
     }
 
     let ctx = Ctx::<A>::new(shared.clone(), Node { inner: node.clone() });
-    let task = node.runtime.spawn(CURRENT.scope(pid, run(actor, ctx, init_reply, guard)));
+    let task = node
+        .runtime
+        .spawn(CURRENT.scope(pid, run(actor, ctx, init_reply, guard)));
     {
         let mut st = shared.core.state.lock();
         st.abort = Some(task.abort_handle());

@@ -24,16 +24,17 @@ impl Budget {
         if bytes == 0 {
             return true;
         }
-        let ok = self
-            .used
+        self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
                 u.checked_add(bytes).filter(|&n| n <= self.limit)
             })
-            .is_ok();
-        if !ok {
-            self.refusals.fetch_add(1, Ordering::Relaxed);
-        }
-        ok
+            .is_ok()
+    }
+
+    /// Counts one message refused or dropped because the budget was exhausted (once
+    /// per message, however many reservations it tried).
+    pub(crate) fn note_refusal(&self) {
+        self.refusals.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn release(&self, bytes: usize) {

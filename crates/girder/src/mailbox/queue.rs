@@ -241,6 +241,7 @@ impl<M> Queue<M> {
                 Self::forget_waiter(st, slot);
             }
             if !reserved {
+                self.budget.note_refusal();
                 wake_next = Self::next_if_room(st, &self.config);
                 match overflow {
                     Overflow::DropNewest | Overflow::DropOldest => {
