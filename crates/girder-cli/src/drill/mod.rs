@@ -18,6 +18,7 @@
 //! | `call-storm` | stale calls and replies piling up | [`call_storm`] |
 //! | `spawn-bomb` | a process spawning in a loop | [`spawn_bomb`] |
 //! | `priority-under-flood` | important messages stuck behind a flood | [`priority_under_flood`] |
+//! | `runaway-producer` | uncontrolled message generation (a producer that could emit forever) | [`runaway_producer`] |
 //! | `crash-loop` | crash loops: intensity, escalation, backoff | [`crash_loop`] |
 //! | `dynamic-children` | a `DynamicSupervisor` asked for children without end | [`dynamic_children`] |
 //! | `task-per-item` | one task per item of a huge list | [`task_per_item`] |
@@ -32,6 +33,7 @@ pub mod dynamic_children;
 pub mod mailbox_flood;
 pub mod measure;
 pub mod priority_under_flood;
+pub mod runaway_producer;
 pub mod spawn_bomb;
 pub mod subtree_bomb;
 pub mod task_per_item;
@@ -116,6 +118,11 @@ pub fn all() -> Vec<DrillSpec> {
             name: "priority-under-flood",
             about: "priority messages while the normal lane is flooded full",
             run: |d| Box::pin(priority_under_flood::run(d)),
+        },
+        DrillSpec {
+            name: "runaway-producer",
+            about: "endless, flooding and pushed stage producers against 1 event/ms consumers",
+            run: |d| Box::pin(runaway_producer::run(d)),
         },
         DrillSpec {
             name: "crash-loop",
