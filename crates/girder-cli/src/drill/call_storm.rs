@@ -170,10 +170,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     let mut checks = Checks::default();
     let settled = measure::wait_idle(&node, &[server.pid()], SETTLE_TIMEOUT).await;
     let server_time = started.elapsed();
-    checks.check(
-        settled,
-        format!("counters settled within {} s", SETTLE_TIMEOUT.as_secs()),
-    );
+    measure::check_settled(&mut checks, settled, SETTLE_TIMEOUT);
 
     let m = node
         .process_info(server.pid())
@@ -272,13 +269,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     figures.insert("handled_limit".into(), capacity_limit.into());
     figures.insert("stale_handled".into(), stale.into());
     figures.insert("mailbox_wait_max_us".into(), (m.wait_max_ns / 1_000).into());
-    figures.insert("legit".into(), serde_json::to_value(&legit).unwrap_or_default());
-
-    let report = node.shutdown().await;
-    checks.check(
-        report.remaining == 0,
-        format!("node shut down ({} processes left)", report.remaining),
-    );
+    measure::shut_down(&node, &legit, &mut figures, &mut checks).await;
 
     let queue_bytes = (CAPACITY * std::mem::size_of::<Work>()) as u64;
     Ok(Outcome {
@@ -295,14 +286,11 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
         ),
         legit,
         checks,
-        rss_bound: RssBound {
-            bytes: queue_bytes + RSS_MARGIN,
-            why: format!(
-                "mailbox {} + {} margin",
-                fmt_bytes(queue_bytes),
-                fmt_bytes(RSS_MARGIN)
-            ),
-        },
+        rss_bound: RssBound::plus_margin(
+            queue_bytes,
+            format!("mailbox {}", fmt_bytes(queue_bytes)),
+            RSS_MARGIN,
+        ),
         figures,
     })
 }

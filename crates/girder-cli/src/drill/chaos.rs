@@ -379,13 +379,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     );
     figures.insert("baseline_processes".into(), baseline.processes.into());
     figures.insert("recovery_time_us".into(), micros(recovery_time).into());
-    figures.insert("legit".into(), serde_json::to_value(&legit).unwrap_or_default());
-
-    let report = node.shutdown().await;
-    checks.check(
-        report.remaining == 0,
-        format!("node shut down ({} processes left)", report.remaining),
-    );
+    measure::shut_down(&node, &legit, &mut figures, &mut checks).await;
 
     Ok(Outcome {
         attack: format!(

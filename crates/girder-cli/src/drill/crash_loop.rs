@@ -390,13 +390,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
         "restarts_per_s".into(),
         json!(per_s(bo_after.restarts - before.restarts, attack_time)),
     );
-    figures.insert("legit".into(), serde_json::to_value(&legit).unwrap_or_default());
-
-    let report = node.shutdown().await;
-    checks.check(
-        report.remaining == 0,
-        format!("node shut down ({} processes left)", report.remaining),
-    );
+    measure::shut_down(&node, &legit, &mut figures, &mut checks).await;
 
     Ok(Outcome {
         attack: format!(

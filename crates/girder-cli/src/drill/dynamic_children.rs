@@ -24,7 +24,7 @@
 //! - the legitimate client kept working.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -133,17 +133,6 @@ async fn session_client(
     (lat, errors)
 }
 
-/// Samples the live count until stopped; returns the number of samples.
-fn sample_live(node: Node, stop: Arc<AtomicBool>, max: Arc<AtomicUsize>) -> u64 {
-    let mut samples = 0;
-    while !stop.load(Ordering::Acquire) {
-        max.fetch_max(node.stats().processes, Ordering::Relaxed);
-        samples += 1;
-        std::thread::sleep(SAMPLE_EVERY);
-    }
-    samples
-}
-
 /// Runs the drill for `attack`.
 pub async fn run(attack: Duration) -> Result<Outcome, String> {
     let node = Node::builder().build().map_err(|e| e.to_string())?;
@@ -158,12 +147,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
         .with_timeout(REQUEST_TIMEOUT);
     let baseline = node.stats();
 
-    let stop_sampler = Arc::new(AtomicBool::new(false));
-    let sampled_max = Arc::new(AtomicUsize::new(0));
-    let sampler = {
-        let (node, stop, max) = (node.clone(), stop_sampler.clone(), sampled_max.clone());
-        std::thread::spawn(move || sample_live(node, stop, max))
-    };
+    let sampler = measure::LiveSampler::start(&node, SAMPLE_EVERY);
     let stop_sessions = Arc::new(AtomicBool::new(false));
     let session_task = tokio::spawn(session_client(
         node.clone(),
@@ -203,8 +187,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     stop_sessions.store(true, Ordering::Release);
     let (session_lat, session_errors) = session_task.await.map_err(|e| e.to_string())?;
     let legit = legit.finish().await;
-    stop_sampler.store(true, Ordering::Release);
-    let samples = sampler.join().map_err(|_| "sampler panicked")?;
+    let (sampled, samples) = sampler.finish()?;
     let final_counts = attacked.count_children().await.map_err(|e| e.to_string())?;
     let after = node.stats();
 
@@ -240,7 +223,6 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
             fmt_count(refused)
         ),
     );
-    let sampled = sampled_max.load(Ordering::Relaxed);
     let live_bound = baseline.processes + CAP + 1;
     checks.check(
         sampled <= live_bound,
@@ -309,13 +291,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
         }),
     );
     figures.insert("attack_time_us".into(), micros(attack_time).into());
-    figures.insert("legit".into(), serde_json::to_value(&legit).unwrap_or_default());
-
-    let report = node.shutdown().await;
-    checks.check(
-        report.remaining == 0,
-        format!("node shut down ({} processes left)", report.remaining),
-    );
+    measure::shut_down(&node, &legit, &mut figures, &mut checks).await;
 
     Ok(Outcome {
         attack: format!(
@@ -331,15 +307,11 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
         ),
         legit,
         checks,
-        rss_bound: RssBound {
-            bytes: cap * PER_CHILD_BYTES + RSS_MARGIN,
-            why: format!(
-                "{} children × {} + {} margin",
-                fmt_count(cap),
-                fmt_bytes(PER_CHILD_BYTES),
-                fmt_bytes(RSS_MARGIN)
-            ),
-        },
+        rss_bound: RssBound::plus_margin(
+            cap * PER_CHILD_BYTES,
+            format!("{} children × {}", fmt_count(cap), fmt_bytes(PER_CHILD_BYTES)),
+            RSS_MARGIN,
+        ),
         figures,
     })
 }

@@ -178,10 +178,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
 
     let mut checks = Checks::default();
     let settled = settle(&node, &lanes, incarnations).await;
-    checks.check(
-        settled,
-        format!("counters settled within {} s", SETTLE_TIMEOUT.as_secs()),
-    );
+    measure::check_settled(&mut checks, settled, SETTLE_TIMEOUT);
 
     // Accounting. Every process but the `Kill` incarnations is alive and idle, so the
     // node's totals minus the live processes' counters are the incarnations' totals.
@@ -310,15 +307,8 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     figures.insert("dropped".into(), dropped.into());
     figures.insert("overflow_kills".into(), kills.into());
     figures.insert("restarts".into(), restarts.into());
-    figures.insert("legit".into(), serde_json::to_value(&legit).unwrap_or_default());
+    measure::shut_down(&node, &legit, &mut figures, &mut checks).await;
 
-    let report = node.shutdown().await;
-    checks.check(
-        report.remaining == 0,
-        format!("node shut down ({} processes left)", report.remaining),
-    );
-
-    let bound = 5 * MAX_BYTES as u64 + RSS_MARGIN;
     Ok(Outcome {
         attack: format!(
             "5 flooders × 1 KiB: {} sent ({})",
@@ -333,14 +323,11 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
         ),
         legit,
         checks,
-        rss_bound: RssBound {
-            bytes: bound,
-            why: format!(
-                "5 mailboxes × {} + {} margin",
-                fmt_bytes(MAX_BYTES as u64),
-                fmt_bytes(RSS_MARGIN)
-            ),
-        },
+        rss_bound: RssBound::plus_margin(
+            5 * MAX_BYTES as u64,
+            format!("5 mailboxes × {}", fmt_bytes(MAX_BYTES as u64)),
+            RSS_MARGIN,
+        ),
         figures,
     })
 }

@@ -6,17 +6,20 @@
 //! - [`Latencies`] is a fixed-size latency histogram that reports percentiles.
 //! - [`LegitClient`] keeps calling a healthy actor on the drill's node while the
 //!   attack runs: the traffic an attack must not take down.
+//! - [`LiveSampler`] reads the node's live process count on a thread of its own
+//!   and keeps the maximum.
 //! - [`Checks`] collects the drill's bounds and measurements; the verdict and its
-//!   reason are computed from them.
+//!   reason are computed from them; [`shut_down`] ends every drill.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use girder::{Actor, Addr, CallError, Ctx, Flow, Node, Pid, ProcessState, Reply, SpawnError, Weight};
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 /// How often the RSS sampler reads `/proc/self/status`.
 pub const RSS_SAMPLE_EVERY: Duration = Duration::from_millis(10);
@@ -107,6 +110,43 @@ impl RssSampler {
             samples,
             os_lag_max,
         }
+    }
+}
+
+/// Samples the node's live process count every `every` on a thread of its own,
+/// from [`start`](LiveSampler::start) until [`finish`](LiveSampler::finish), and
+/// keeps the maximum.
+pub struct LiveSampler {
+    stop: Arc<AtomicBool>,
+    max: Arc<AtomicUsize>,
+    thread: JoinHandle<u64>,
+}
+
+impl LiveSampler {
+    /// Starts sampling `node`.
+    pub fn start(node: &Node, every: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let max = Arc::new(AtomicUsize::new(0));
+        let thread = {
+            let (node, stop, max) = (node.clone(), stop.clone(), max.clone());
+            std::thread::spawn(move || {
+                let mut samples = 0;
+                while !stop.load(Ordering::Acquire) {
+                    max.fetch_max(node.stats().processes, Ordering::Relaxed);
+                    samples += 1;
+                    std::thread::sleep(every);
+                }
+                samples
+            })
+        };
+        LiveSampler { stop, max, thread }
+    }
+
+    /// Stops sampling; the highest live count sampled and the number of samples.
+    pub fn finish(self) -> Result<(usize, u64), String> {
+        self.stop.store(true, Ordering::Release);
+        let samples = self.thread.join().map_err(|_| "sampler panicked")?;
+        Ok((self.max.load(Ordering::Relaxed), samples))
     }
 }
 
@@ -388,6 +428,22 @@ pub fn check_legit(checks: &mut Checks, legit: &LegitReport) {
     );
 }
 
+/// The end of every drill: records the legitimate client's report as the `legit`
+/// figure, shuts the node down and checks that no process was left.
+pub async fn shut_down(
+    node: &Node,
+    legit: &LegitReport,
+    figures: &mut Map<String, Value>,
+    checks: &mut Checks,
+) {
+    figures.insert("legit".into(), serde_json::to_value(legit).unwrap_or_default());
+    let report = node.shutdown().await;
+    checks.check(
+        report.remaining == 0,
+        format!("node shut down ({} processes left)", report.remaining),
+    );
+}
+
 // ----- waiting for quiet -----
 
 /// Waits until every process in `pids` is waiting for a message with an empty
@@ -412,6 +468,11 @@ pub async fn wait_idle(node: &Node, pids: &[Pid], timeout: Duration) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// Adds the check that the counters settled (e.g. by [`wait_idle`]) within `within`.
+pub fn check_settled(checks: &mut Checks, settled: bool, within: Duration) {
+    checks.check(settled, format!("counters settled within {} s", within.as_secs()));
 }
 
 // ----- checks and the verdict -----

@@ -80,6 +80,17 @@ pub struct RssBound {
     pub why: String,
 }
 
+impl RssBound {
+    /// `bytes` for what the drill holds plus `margin`, with `what` saying how `bytes`
+    /// is made up: `why` reads `"{what} + {margin} margin"`.
+    pub fn plus_margin(bytes: u64, what: impl std::fmt::Display, margin: u64) -> Self {
+        RssBound {
+            bytes: bytes + margin,
+            why: format!("{what} + {} margin", fmt_bytes(margin)),
+        }
+    }
+}
+
 type DrillFuture = Pin<Box<dyn Future<Output = Result<Outcome, String>> + Send>>;
 
 /// A drill the runner knows.

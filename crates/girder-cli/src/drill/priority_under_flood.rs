@@ -173,10 +173,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     }
     let mut checks = Checks::default();
     let settled = measure::wait_idle(&node, &[target.pid()], SETTLE_TIMEOUT).await;
-    checks.check(
-        settled,
-        format!("counters settled within {} s", SETTLE_TIMEOUT.as_secs()),
-    );
+    measure::check_settled(&mut checks, settled, SETTLE_TIMEOUT);
     let m = node
         .process_info(target.pid())
         .ok_or("the target is gone")?
@@ -255,13 +252,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     figures.insert("normal_wait_max_us".into(), (m.wait_max_ns / 1_000).into());
     figures.insert("mailbox".into(), counted.to_json());
     figures.insert("len_hwm".into(), m.len_hwm.into());
-    figures.insert("legit".into(), serde_json::to_value(&legit).unwrap_or_default());
-
-    let report = node.shutdown().await;
-    checks.check(
-        report.remaining == 0,
-        format!("node shut down ({} processes left)", report.remaining),
-    );
+    measure::shut_down(&node, &legit, &mut figures, &mut checks).await;
 
     let queue_bytes = ((CAPACITY + Mailbox::DEFAULT_PRIORITY_CAPACITY) * std::mem::size_of::<Msg>()) as u64;
     Ok(Outcome {
@@ -277,14 +268,11 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
         ),
         legit,
         checks,
-        rss_bound: RssBound {
-            bytes: queue_bytes + RSS_MARGIN,
-            why: format!(
-                "mailbox {} + {} margin",
-                fmt_bytes(queue_bytes),
-                fmt_bytes(RSS_MARGIN)
-            ),
-        },
+        rss_bound: RssBound::plus_margin(
+            queue_bytes,
+            format!("mailbox {}", fmt_bytes(queue_bytes)),
+            RSS_MARGIN,
+        ),
         figures,
     })
 }

@@ -796,14 +796,9 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
             "max_in_flight": in_flight[2],
         }),
     );
-    figures.insert("legit".into(), serde_json::to_value(&legit).unwrap_or_default());
 
     stop_consumers.store(true, Ordering::Release);
-    let report = node.shutdown().await;
-    checks.check(
-        report.remaining == 0,
-        format!("node shut down ({} processes left)", report.remaining),
-    );
+    measure::shut_down(&node, &legit, &mut figures, &mut checks).await;
 
     let push_attempts = accepted + full + closed + long_waits;
     let events =
@@ -822,18 +817,18 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
         ),
         legit,
         checks,
-        rss_bound: RssBound {
-            bytes: events as u64 * EVENT_FOOTPRINT + RSS_MARGIN,
-            why: format!(
-                "{} events (3 × {MAX_DEMAND} in flight, {} + {FLOOD_BURST} flood buffer, {} + {} push queue) × {} + {} margin",
+        rss_bound: RssBound::plus_margin(
+            events as u64 * EVENT_FOOTPRINT,
+            format!(
+                "{} events (3 × {MAX_DEMAND} in flight, {} + {FLOOD_BURST} flood buffer, {} + {} push queue) × {}",
                 fmt_count(events as u64),
                 fmt_count(BUFFER_SIZE as u64),
                 fmt_count(PUSH_CAPACITY as u64),
                 WAITING_PUSHERS + TRYING_PUSHERS,
-                fmt_bytes(EVENT_FOOTPRINT),
-                fmt_bytes(RSS_MARGIN)
+                fmt_bytes(EVENT_FOOTPRINT)
             ),
-        },
+            RSS_MARGIN,
+        ),
         figures,
     })
 }

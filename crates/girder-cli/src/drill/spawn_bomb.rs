@@ -26,7 +26,7 @@
 //! - RSS grew by at most [`PER_PROCESS_BYTES`] per slot plus [`RSS_MARGIN`];
 //! - the legitimate client kept working through the bomb and the teardown.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -107,18 +107,6 @@ impl Actor for Bomb {
     }
 }
 
-/// Samples the live count until stopped; returns the highest seen and the number
-/// of samples.
-fn sample_live(node: Node, stop: Arc<AtomicBool>, max: Arc<AtomicUsize>) -> u64 {
-    let mut samples = 0;
-    while !stop.load(Ordering::Acquire) {
-        max.fetch_max(node.stats().processes, Ordering::Relaxed);
-        samples += 1;
-        std::thread::sleep(SAMPLE_EVERY);
-    }
-    samples
-}
-
 /// What the drill's probes at the limit saw.
 struct AtLimit {
     reached: bool,
@@ -167,12 +155,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     let legit = LegitClient::start(&node).map_err(|e| e.to_string())?;
     let baseline = node.stats();
 
-    let stop_sampler = Arc::new(AtomicBool::new(false));
-    let sampled_max = Arc::new(AtomicUsize::new(0));
-    let sampler = {
-        let (node, stop, max) = (node.clone(), stop_sampler.clone(), sampled_max.clone());
-        std::thread::spawn(move || sample_live(node, stop, max))
-    };
+    let sampler = measure::LiveSampler::start(&node, SAMPLE_EVERY);
 
     let shared = Arc::new(BombShared::default());
     let started = Instant::now();
@@ -201,8 +184,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     }
     let recovery_time = teardown.elapsed();
     let legit = legit.finish().await;
-    stop_sampler.store(true, Ordering::Release);
-    let samples = sampler.join().map_err(|_| "sampler panicked")?;
+    let (sampled, samples) = sampler.finish()?;
 
     let fresh_ok = match node.spawn(Echo) {
         Ok(echo) => echo.call(Ping, PROBE_TIMEOUT).await.is_ok(),
@@ -211,7 +193,6 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     let after = node.stats();
 
     let mut checks = Checks::default();
-    let sampled = sampled_max.load(Ordering::Relaxed);
     let allowed = ordinary_limit + 1;
     checks.check(
         sampled <= allowed && after.processes_hwm <= allowed,
@@ -291,13 +272,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     );
     figures.insert("exits_killed".into(), after.exits_killed.into());
     figures.insert("fresh_spawn_served".into(), fresh_ok.into());
-    figures.insert("legit".into(), serde_json::to_value(&legit).unwrap_or_default());
-
-    let report = node.shutdown().await;
-    checks.check(
-        report.remaining == 0,
-        format!("node shut down ({} processes left)", report.remaining),
-    );
+    measure::shut_down(&node, &legit, &mut figures, &mut checks).await;
 
     Ok(Outcome {
         attack: format!("spawn-loop tree: {} spawned", fmt_count(bombs)),
@@ -309,15 +284,15 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
         ),
         legit,
         checks,
-        rss_bound: RssBound {
-            bytes: max_processes as u64 * PER_PROCESS_BYTES + RSS_MARGIN,
-            why: format!(
-                "{} slots × {} + {} margin",
+        rss_bound: RssBound::plus_margin(
+            max_processes as u64 * PER_PROCESS_BYTES,
+            format!(
+                "{} slots × {}",
                 fmt_count(max_processes as u64),
-                fmt_bytes(PER_PROCESS_BYTES),
-                fmt_bytes(RSS_MARGIN)
+                fmt_bytes(PER_PROCESS_BYTES)
             ),
-        },
+            RSS_MARGIN,
+        ),
         figures,
     })
 }

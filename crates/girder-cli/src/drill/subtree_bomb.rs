@@ -33,7 +33,7 @@
 //! - the legitimate client kept working.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -196,17 +196,6 @@ async fn sibling_client(node: Node, stop: Arc<AtomicBool>) -> (Latencies, BTreeM
     (lat, errors)
 }
 
-/// Samples the live count until stopped; returns the number of samples.
-fn sample_live(node: Node, stop: Arc<AtomicBool>, max: Arc<AtomicUsize>) -> u64 {
-    let mut samples = 0;
-    while !stop.load(Ordering::Acquire) {
-        max.fetch_max(node.stats().processes, Ordering::Relaxed);
-        samples += 1;
-        std::thread::sleep(SAMPLE_EVERY);
-    }
-    samples
-}
-
 fn subtree(id: &str, budget: usize, worker: ChildSpec) -> ChildSpec {
     ChildSpec::supervisor(
         id,
@@ -259,12 +248,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     .map_err(|e| e.to_string())?;
     let baseline = node.stats();
 
-    let stop_sampler = Arc::new(AtomicBool::new(false));
-    let sampled_max = Arc::new(AtomicUsize::new(0));
-    let sampler = {
-        let (node, stop, max) = (node.clone(), stop_sampler.clone(), sampled_max.clone());
-        std::thread::spawn(move || sample_live(node, stop, max))
-    };
+    let sampler = measure::LiveSampler::start(&node, SAMPLE_EVERY);
     let stop_sibling = Arc::new(AtomicBool::new(false));
     let sibling = tokio::spawn(sibling_client(node.clone(), stop_sibling.clone()));
 
@@ -302,8 +286,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
         None => Err("no bomber after the restart".into()),
     };
     let legit = legit.finish().await;
-    stop_sampler.store(true, Ordering::Release);
-    let samples = sampler.join().map_err(|_| "sampler panicked")?;
+    let (sampled, samples) = sampler.finish()?;
     let after = node.stats();
 
     let mut checks = Checks::default();
@@ -333,7 +316,6 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     );
     let node_limit = shared.node_limit.load(Ordering::Relaxed);
     let spawn_refusals = after.spawn_refusals - baseline.spawn_refusals;
-    let sampled = sampled_max.load(Ordering::Relaxed);
     let live_bound = baseline.processes + (BOMB_BUDGET - 1) + (SIBLING_BUDGET - 1);
     checks.check(
         spawn_refusals == 0
@@ -399,13 +381,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
         }),
     );
     figures.insert("recovery_time_us".into(), micros(recovery_time).into());
-    figures.insert("legit".into(), serde_json::to_value(&legit).unwrap_or_default());
-
-    let report = node.shutdown().await;
-    checks.check(
-        report.remaining == 0,
-        format!("node shut down ({} processes left)", report.remaining),
-    );
+    measure::shut_down(&node, &legit, &mut figures, &mut checks).await;
 
     Ok(Outcome {
         attack: format!("spawn loop tree in a subtree, {} bombs", fmt_count(spawned + 1)),
@@ -417,15 +393,15 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
         ),
         legit,
         checks,
-        rss_bound: RssBound {
-            bytes: BOMB_BUDGET as u64 * PER_PROCESS_BYTES + RSS_MARGIN,
-            why: format!(
-                "{} budget × {} + {} margin",
+        rss_bound: RssBound::plus_margin(
+            BOMB_BUDGET as u64 * PER_PROCESS_BYTES,
+            format!(
+                "{} budget × {}",
                 fmt_count(BOMB_BUDGET as u64),
-                fmt_bytes(PER_PROCESS_BYTES),
-                fmt_bytes(RSS_MARGIN)
+                fmt_bytes(PER_PROCESS_BYTES)
             ),
-        },
+            RSS_MARGIN,
+        ),
         figures,
     })
 }

@@ -21,7 +21,7 @@
 //!   whatever the number of items;
 //! - the legitimate client kept working.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,17 +64,6 @@ struct Concurrency {
     peak: AtomicUsize,
 }
 
-/// Samples the live count until stopped; returns the number of samples.
-fn sample_live(node: Node, stop: Arc<AtomicBool>, max: Arc<AtomicUsize>) -> u64 {
-    let mut samples = 0;
-    while !stop.load(Ordering::Acquire) {
-        max.fetch_max(node.stats().processes, Ordering::Relaxed);
-        samples += 1;
-        std::thread::sleep(SAMPLE_EVERY);
-    }
-    samples
-}
-
 /// What the drill saw of the results.
 #[derive(Default)]
 struct Results {
@@ -94,12 +83,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
         .map_err(|e| e.to_string())?;
     let baseline = node.stats();
 
-    let stop_sampler = Arc::new(AtomicBool::new(false));
-    let sampled_max = Arc::new(AtomicUsize::new(0));
-    let sampler = {
-        let (node, stop, max) = (node.clone(), stop_sampler.clone(), sampled_max.clone());
-        std::thread::spawn(move || sample_live(node, stop, max))
-    };
+    let sampler = measure::LiveSampler::start(&node, SAMPLE_EVERY);
 
     let conc = Arc::new(Concurrency::default());
     let started = Instant::now();
@@ -139,8 +123,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     let run_time = started.elapsed();
     drop(stream);
     let legit = legit.finish().await;
-    stop_sampler.store(true, Ordering::Release);
-    let samples = sampler.join().map_err(|_| "sampler panicked")?;
+    let (sampled, samples) = sampler.finish()?;
     let after = node.stats();
 
     let mut checks = Checks::default();
@@ -151,7 +134,6 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
             "tasks running at once, counted by the tasks: max {peak} <= max_concurrency {MAX_CONCURRENCY}"
         ),
     );
-    let sampled = sampled_max.load(Ordering::Relaxed);
     let live_above = sampled.saturating_sub(baseline.processes);
     checks.check(
         live_above <= MAX_CONCURRENCY,
@@ -207,13 +189,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     figures.insert("processes_hwm".into(), after.processes_hwm.into());
     figures.insert("run_time_us".into(), micros(run_time).into());
     figures.insert("items_per_s".into(), json!(rate));
-    figures.insert("legit".into(), serde_json::to_value(&legit).unwrap_or_default());
-
-    let report = node.shutdown().await;
-    checks.check(
-        report.remaining == 0,
-        format!("node shut down ({} processes left)", report.remaining),
-    );
+    measure::shut_down(&node, &legit, &mut figures, &mut checks).await;
 
     Ok(Outcome {
         attack: format!(

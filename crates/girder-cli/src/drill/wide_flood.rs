@@ -140,10 +140,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     let mut checks = Checks::default();
     let pids: Vec<_> = addrs.iter().map(Addr::pid).collect();
     let settled = measure::wait_idle(&node, &pids, SETTLE_TIMEOUT).await;
-    checks.check(
-        settled,
-        format!("counters settled within {} s", SETTLE_TIMEOUT.as_secs()),
-    );
+    measure::check_settled(&mut checks, settled, SETTLE_TIMEOUT);
 
     let sum_max_bytes = (ACTORS * MAX_BYTES) as u64;
     checks.check(
@@ -231,13 +228,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     figures.insert("mailbox".into(), counted.to_json());
     figures.insert("max_len_hwm".into(), len_hwm.into());
     figures.insert("max_bytes_hwm".into(), bytes_hwm.into());
-    figures.insert("legit".into(), serde_json::to_value(&legit).unwrap_or_default());
-
-    let report = node.shutdown().await;
-    checks.check(
-        report.remaining == 0,
-        format!("node shut down ({} processes left)", report.remaining),
-    );
+    measure::shut_down(&node, &legit, &mut figures, &mut checks).await;
 
     Ok(Outcome {
         attack: format!(
@@ -253,16 +244,15 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
         ),
         legit,
         checks,
-        rss_bound: RssBound {
-            bytes: BUDGET as u64 + ACTORS as u64 * PER_ACTOR_BYTES + RSS_MARGIN,
-            why: format!(
-                "budget {} + {} actors × {} + {} margin",
+        rss_bound: RssBound::plus_margin(
+            BUDGET as u64 + ACTORS as u64 * PER_ACTOR_BYTES,
+            format!(
+                "budget {} + {ACTORS} actors × {}",
                 fmt_bytes(BUDGET as u64),
-                ACTORS,
-                fmt_bytes(PER_ACTOR_BYTES),
-                fmt_bytes(RSS_MARGIN)
+                fmt_bytes(PER_ACTOR_BYTES)
             ),
-        },
+            RSS_MARGIN,
+        ),
         figures,
     })
 }
