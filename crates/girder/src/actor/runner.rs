@@ -84,6 +84,9 @@ pub(crate) fn spawn_actor<A: Actor>(
     });
     let shared = typed.expect("insert calls make");
     let pid = shared.core.pid;
+    // Counted as soon as it holds a slot: a spawn undone below (name taken, link
+    // refused) exits through the guard, so `spawned - exited = live` always holds.
+    node.note_spawned();
 
     // From here on the process exists: any failure goes through the exit guard, so
     // the slot, the name and the links are released in one place.
@@ -118,7 +121,6 @@ pub(crate) fn spawn_actor<A: Actor>(
             task.abort();
         }
     }
-    node.note_spawned();
     Ok(Addr { shared })
 }
 
