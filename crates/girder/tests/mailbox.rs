@@ -166,6 +166,30 @@ async fn backpressure_try_send_is_refused_and_send_waits_until_the_actor_drains(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_timeout_hands_the_message_back_and_counts_the_refusal() {
+    let node = Node::builder().build().unwrap();
+    let (s, mut log) = sink(&node, Mailbox::bounded(1).overflow(Overflow::Backpressure));
+    let gate = Gate::new();
+    hold(&s, &gate).await;
+    s.try_send(M::N(1)).unwrap_or_else(|_| panic!());
+    match s.send_timeout(M::N(2), Duration::from_millis(20)).await {
+        Err(e @ SendError::Full(_)) => assert_eq!(n_of(e), 2),
+        other => panic!("expected Full with the message, got {:?}", other.err()),
+    }
+    let m = stats(&node, &s);
+    assert_eq!((m.accepted, m.rejected, m.waiting_senders), (2, 1, 0));
+    // An error other than a timeout is reported as itself, not as a timeout.
+    gate.open();
+    expect_log(&mut log, &[1]).await;
+    node.kill(s.pid());
+    assert_eq!(node.watch(s.pid()).await, ExitReason::Killed);
+    assert!(matches!(
+        s.send_timeout(M::N(3), Duration::from_millis(20)).await,
+        Err(SendError::Closed(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backpressure_delivers_every_message_of_many_waiting_senders() {
     let node = Node::builder().build().unwrap();
     let (s, mut log) = sink(&node, Mailbox::bounded(2).overflow(Overflow::Backpressure));

@@ -11,7 +11,6 @@ use std::error::Error;
 use std::future::Future;
 use std::time::Duration;
 
-use girder::actor::TimedOut;
 use girder::{
     Actor, Addr, BuildError, CallError, Ctx, Down, ExitReason, ExitWatch, Flow, LinkError, Mailbox,
     MailboxStats, MonitorRef, Node, NodeBuilder, NodeId, NodeStats, Overflow, Pid, ProcessInfo, ProcessState,
@@ -61,7 +60,6 @@ fn errors_are_send_sync_static_errors() {
     error::<RegistryError>();
     error::<TimerError>();
     error::<LinkError>();
-    error::<TimedOut>();
     error::<SendError<u64>>();
     error::<SendError<String>>();
     let boxed: Box<dyn Error + Send + Sync> = Box::new(SendError::Full(1u32));

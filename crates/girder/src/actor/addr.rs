@@ -140,14 +140,25 @@ impl<A: Actor> Addr<A> {
     ///
     /// # Errors
     ///
-    /// As [`send`](Addr::send); on timeout, `Full(msg)` — except that a message
-    /// still waiting for room when the timeout passes is dropped with the waiting
-    /// future, so this returns `Full` only if it can hand it back.
-    pub async fn send_timeout(&self, msg: A::Msg, timeout: Duration) -> Result<(), TimedOut> {
-        match tokio::time::timeout(timeout, self.send(msg)).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(TimedOut),
-        }
+    /// As [`send`](Addr::send); if room did not come within `timeout`, `Full(msg)`:
+    /// the message is handed back and the refusal counted as rejected.
+    pub async fn send_timeout(&self, msg: A::Msg, timeout: Duration) -> Result<(), SendError<A::Msg>> {
+        let mut fut = SendFut {
+            addr: self,
+            env: Some(self.envelope(msg, None)),
+            lane: Lane::Normal,
+            slot: None,
+        };
+        let result = match tokio::time::timeout(timeout, &mut fut).await {
+            Ok(r) => r,
+            Err(_) => {
+                let env = fut.env.take().expect("a waiting send holds its message");
+                self.shared.mailbox.refuse_wait(&mut fut.slot);
+                Err(SendError::Full(env.msg))
+            }
+        };
+        tokio::task::consume_budget().await;
+        result
     }
 
     /// Sends a request built around a [`Reply`] slot and waits for the answer, at
@@ -224,30 +235,19 @@ impl<A: Actor> Addr<A> {
     }
 
     pub(crate) async fn send_env(&self, env: Envelope<A::Msg>, lane: Lane) -> Result<(), SendError<A::Msg>> {
-        // A process waiting for room in its own mailbox would wait forever.
-        let to_self = CURRENT.try_with(|p| *p == self.shared.core.pid).unwrap_or(false);
-        let result = if to_self {
-            self.settle(self.shared.mailbox.push(env, lane, None))
-        } else {
-            SendFut {
-                addr: self,
-                env: Some(env),
-                lane,
-                slot: None,
-            }
-            .await
-        };
+        let result = SendFut {
+            addr: self,
+            env: Some(env),
+            lane,
+            slot: None,
+        }
+        .await;
         // Senders that never yield starve the receivers on their worker: spend coop
         // budget on every send so tokio can preempt a flooding task.
         tokio::task::consume_budget().await;
         result
     }
 }
-
-/// `send_timeout` gave up: the message was not delivered in time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("send timed out waiting for room")]
-pub struct TimedOut;
 
 struct SendFut<'a, A: Actor> {
     addr: &'a Addr<A>,
@@ -271,6 +271,15 @@ impl<A: Actor> Future for SendFut<'_, A> {
             .push(env, this.lane, Some((&mut this.slot, cx.waker())))
         {
             Push::Wait(env) => {
+                // A process waiting for room in its own mailbox would wait forever:
+                // checked only here, so sends that find room pay nothing for it.
+                let to_self = CURRENT
+                    .try_with(|p| *p == this.addr.shared.core.pid)
+                    .unwrap_or(false);
+                if to_self {
+                    this.addr.shared.mailbox.refuse_wait(&mut this.slot);
+                    return Poll::Ready(Err(SendError::Full(env.msg)));
+                }
                 this.env = Some(env);
                 Poll::Pending
             }

@@ -99,7 +99,9 @@ impl<A: Actor> Ctx<A> {
     ///
     /// As [`Node::spawn`].
     pub fn spawn_with<B: Actor>(&self, actor: B, opts: SpawnOptions) -> Result<Addr<B>, SpawnError> {
-        self.node.inner.spawn_actor(actor, opts, Some(self.pid()), None)
+        self.node
+            .inner
+            .spawn_actor(actor, opts, Some(&self.shared.core), None)
     }
 
     /// Spawns a child and waits until its `init` has run, as
@@ -109,7 +111,10 @@ impl<A: Actor> Ctx<A> {
     ///
     /// As [`Node::start`].
     pub async fn start_with<B: Actor>(&self, actor: B, opts: SpawnOptions) -> Result<Addr<B>, SpawnError> {
-        self.node.inner.start_actor(actor, opts, Some(self.pid())).await
+        self.node
+            .inner
+            .start_actor(actor, opts, Some(&self.shared.core))
+            .await
     }
 
     /// Links this process with `pid` (bidirectional). Linking to a process that is

@@ -35,7 +35,7 @@ pub(crate) mod shared;
 
 use std::future::Future;
 
-pub use addr::{Addr, Reply, TimedOut};
+pub use addr::{Addr, Reply};
 pub use ctx::{Ctx, TimerRef};
 pub(crate) use runner::spawn_actor;
 

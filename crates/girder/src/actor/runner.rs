@@ -27,7 +27,7 @@ pub(crate) fn spawn_actor<A: Actor>(
     node: &Arc<NodeInner>,
     actor: A,
     opts: SpawnOptions,
-    parent: Option<crate::Pid>,
+    parent: Option<&ProcessCore>,
     init_reply: Option<InitReply>,
 ) -> Result<Addr<A>, SpawnError> {
     let mailbox = match opts.mailbox {
@@ -38,9 +38,8 @@ pub(crate) fn spawn_actor<A: Actor>(
         None => node.config.default_mailbox,
     };
     // Subtree budgets first (the parent's chain), then the node's table.
-    let counted_in = parent
-        .and_then(|p| node.table.get(p))
-        .and_then(|p| p.core().children_budget.clone());
+    let counted_in = parent.and_then(|p| p.children_budget.clone());
+    let parent = parent.map(|p| p.pid);
     SubtreeBudget::reserve_chain(&counted_in).map_err(|(subtree, limit)| {
         node.counters
             .subtree_budget_refusals

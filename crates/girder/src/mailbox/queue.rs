@@ -346,6 +346,20 @@ impl<M> Queue<M> {
             .and_then(|(_, _, w)| w.take())
     }
 
+    /// A waiting sender is refused after all (`send_timeout` ran out, or it is the
+    /// receiver itself): leave the line, count the refusal, pass on any room.
+    pub(crate) fn refuse_wait(&self, slot: &mut Option<u64>) {
+        let wake = {
+            let mut st = self.state.lock();
+            Self::forget_waiter(&mut st, slot);
+            st.rejected += 1;
+            Self::next_if_room(&mut st, &self.config)
+        };
+        if let Some(w) = wake {
+            w.wake();
+        }
+    }
+
     /// A waiting sender gave up (its future was dropped): leave the line, and pass any
     /// room it was woken for to the next in line.
     pub(crate) fn cancel_wait(&self, slot: &mut Option<u64>) {

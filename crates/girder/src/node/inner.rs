@@ -15,7 +15,7 @@ use super::builder::NodeConfig;
 use super::ShutdownReport;
 use crate::mailbox::Budget;
 use crate::process::table::{ProcessTable, Reservation};
-use crate::process::{ProcessHandle, Signal, Watcher};
+use crate::process::{ProcessCore, ProcessHandle, Signal, Watcher};
 use crate::registry::Registry;
 use crate::{
     Actor, Addr, Down, ExitReason, LinkError, MonitorRef, NodeId, NodeStats, Pid, ProcessInfo, RegistryError,
@@ -113,7 +113,7 @@ impl NodeInner {
         self: &Arc<Self>,
         actor: A,
         opts: SpawnOptions,
-        parent: Option<Pid>,
+        parent: Option<&ProcessCore>,
         init_reply: Option<crate::actor::runner::InitReply>,
     ) -> Result<Addr<A>, SpawnError> {
         crate::actor::spawn_actor(self, actor, opts, parent, init_reply)
@@ -124,7 +124,7 @@ impl NodeInner {
         self: &Arc<Self>,
         actor: A,
         opts: SpawnOptions,
-        parent: Option<Pid>,
+        parent: Option<&ProcessCore>,
     ) -> Result<Addr<A>, SpawnError> {
         let (tx, rx) = oneshot::channel();
         let addr = self.spawn_actor(actor, opts, parent, Some(tx))?;

@@ -188,7 +188,10 @@ impl Node {
     }
 
     /// A future that resolves with `pid`'s exit reason (`NoProc` if it is already
-    /// gone): a monitor for code outside any process.
+    /// gone): a monitor for code outside any process. Watchers count against the
+    /// process's [`max_monitors_per_process`](NodeBuilder::max_monitors_per_process);
+    /// past it the watch resolves at once with the custom reason `"too many
+    /// monitors"` and the refusal is counted in `link_refusals`.
     pub fn watch(&self, pid: Pid) -> ExitWatch {
         ExitWatch {
             rx: self.inner.watch(pid),

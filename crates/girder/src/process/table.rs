@@ -161,7 +161,7 @@ impl<T: Clone> ProcessTable<T> {
         true
     }
 
-    /// Calls `f` for every live entry (a snapshot taken under the read lock).
+    /// Every live entry (a snapshot taken under the read lock).
     pub(crate) fn entries(&self) -> Vec<T> {
         let slots = self.slots.read();
         slots.entries.iter().filter_map(|s| s.entry.clone()).collect()

@@ -236,7 +236,7 @@ impl<E: Send + 'static> ProducerSide<E> {
         if dropped > 0 {
             StageCounters::add(&self.counters.dropped, dropped);
             // Count every drop, log rarely: a flood must not become a log flood.
-            let total = self.counters.snapshot().dropped;
+            let total = self.counters.dropped.load(std::sync::atomic::Ordering::Relaxed);
             if total >= self.drops_logged.saturating_mul(2).max(1) {
                 self.drops_logged = total;
                 tracing::warn!(
