@@ -1,0 +1,1 @@
+//! Overload guards: rate limits with bans, circuit breaker, dedup window.

@@ -1,0 +1,1 @@
+//! RESP2: a bounded incremental parser and an encoder.
