@@ -54,14 +54,14 @@ impl LogLimiter {
     pub fn admit(&self) -> Option<u64> {
         let now = epoch_ms() + 1;
         let start = self.window_start.load(Ordering::Relaxed);
-        if start == 0 || now.saturating_sub(start) >= self.window_ms {
-            if self
+        let expired = start == 0 || now.saturating_sub(start) >= self.window_ms;
+        if expired
+            && self
                 .window_start
                 .compare_exchange(start, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
-            {
-                self.in_window.store(0, Ordering::Relaxed);
-            }
+        {
+            self.in_window.store(0, Ordering::Relaxed);
         }
         if self.in_window.fetch_add(1, Ordering::Relaxed) < self.burst {
             Some(self.suppressed.swap(0, Ordering::Relaxed))
