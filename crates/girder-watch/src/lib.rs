@@ -58,6 +58,7 @@ pub mod metrics;
 mod server;
 mod state;
 pub mod views;
+pub mod watchdog;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,7 +70,8 @@ use tokio::task::JoinHandle;
 pub use alerts::{Alert, AlertsView};
 pub use config::{AlertRules, Threshold, WatchConfig, WatchdogConfig};
 pub use server::DASHBOARD_HTML;
-pub use state::{Frame, History, SlowHandler, StatsResponse, HISTORY_LEN};
+pub use state::{Frame, History, StatsResponse, HISTORY_LEN};
+pub use watchdog::{SlowHandler, Watchdog};
 
 use state::Shared;
 

@@ -2,11 +2,10 @@
 //! the page's sparklines, the alert book and the watchdog's reports; the collector
 //! and the watchdog that keep them current.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use girder::{Node, NodeStats, Pid, ProcessInfo};
+use girder::{Node, NodeStats, ProcessInfo};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, Semaphore};
@@ -14,6 +13,7 @@ use tokio::sync::{broadcast, Semaphore};
 use crate::alerts::{AlertBook, AlertsView, Condition};
 use crate::metrics::{export, Export, Sink};
 use crate::views::{self, counters_of, unix_ms, ProcessView, Rates, SortKey, StatsView, Tree, COUNTER_COUNT};
+use crate::watchdog::{SlowHandler, Watchdog};
 use crate::{ExtraFn, WatchConfig};
 
 /// Samples kept for the sparklines (one per collection).
@@ -64,26 +64,6 @@ impl History {
     }
 }
 
-/// A handler the watchdog reported running past its budget.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SlowHandler {
-    /// The process.
-    pub pid: String,
-    /// Its name.
-    pub name: Option<String>,
-    /// Its actor type.
-    pub actor_type: String,
-    /// How long it had been running when reported (at least the budget).
-    pub running_ms: u64,
-    /// The budget.
-    pub budget_ms: u64,
-    /// When it was reported (ms since the Unix epoch).
-    pub reported_at_ms: u64,
-    /// How long it ran in all, once it returned (`null` while it runs). Measured
-    /// by the watchdog's scans: accurate to a scan period.
-    pub finished_after_ms: Option<u64>,
-}
-
 /// `/api/stats`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatsResponse {
@@ -123,17 +103,8 @@ pub struct Frame {
 }
 
 struct Reading {
-    stats: NodeStats,
     view: StatsView,
     at: Instant,
-}
-
-struct Watchdog {
-    /// pid → (handler run, first seen, reported index in `reports`).
-    seen: HashMap<Pid, (u64, Instant, bool)>,
-    reports: VecDeque<SlowHandler>,
-    reports_total: u64,
-    over_budget: usize,
 }
 
 struct State {
@@ -144,7 +115,6 @@ struct State {
     procs_at_ms: u64,
     history: History,
     alerts: AlertBook,
-    watchdog: Watchdog,
     frame: Arc<str>,
 }
 
@@ -153,6 +123,7 @@ pub(crate) struct Shared {
     pub(crate) cfg: WatchConfig,
     pub(crate) extra: Option<ExtraFn>,
     pub(crate) sink: &'static Sink,
+    pub(crate) watchdog: Arc<Watchdog>,
     pub(crate) frames: broadcast::Sender<Arc<str>>,
     pub(crate) streams: Arc<Semaphore>,
     pub(crate) requests: Arc<Semaphore>,
@@ -211,14 +182,9 @@ impl Shared {
                 procs_at_ms: 0,
                 history: History::default(),
                 alerts: AlertBook::new(rules.resolved_kept, rules.max_subjects_per_rule),
-                watchdog: Watchdog {
-                    seen: HashMap::new(),
-                    reports: VecDeque::new(),
-                    reports_total: 0,
-                    over_budget: 0,
-                },
                 frame: Arc::from("{}"),
             }),
+            watchdog: Arc::new(Watchdog::new(cfg.watchdog.clone())),
             cfg,
             extra,
             sink,
@@ -240,12 +206,9 @@ impl Shared {
         for (c, v) in st.carried.iter_mut().zip(counters_of(&last)) {
             *c += v;
         }
-        // Keep the previous reading's view (totals) for rates; its raw stats belong
-        // to the old node and must not be reused.
-        if let Some(r) = st.last.as_mut() {
-            r.stats = NodeStats::default();
-        }
-        st.watchdog.seen.clear();
+        // The previous reading's view (totals, carried) stays the base for rates.
+        drop(st);
+        self.watchdog.forget();
     }
 
     /// An extra reading (a scrape): exported and shown, but rates, history and
@@ -401,10 +364,10 @@ impl Shared {
                 procs: &procs,
                 top_n: cfg.top_n,
                 max_named: cfg.max_named_series,
-                over_budget: st.watchdog.over_budget,
+                over_budget: self.watchdog.over_budget(),
                 alerts_active: st.alerts.active_len(),
                 alerts_fired: st.alerts.fired_total,
-                watchdog_reports: st.watchdog.reports_total,
+                watchdog_reports: self.watchdog.reports_total(),
             },
         );
         self.sink.upkeep();
@@ -414,8 +377,8 @@ impl Shared {
                 taken_at_ms: now_ms,
                 node: view.clone(),
                 rates: rates.clone(),
-                handlers_over_budget: st.watchdog.over_budget,
-                watchdog_reports: st.watchdog.reports_total,
+                handlers_over_budget: self.watchdog.over_budget(),
+                watchdog_reports: self.watchdog.reports_total(),
                 alerts_active: st.alerts.active_len(),
                 extra,
             },
@@ -424,13 +387,13 @@ impl Shared {
             top_drops: views::top(&procs, SortKey::Drops, cfg.top_n),
             tree: views::tree(&procs, PAGE_TREE_NODES.min(cfg.tree_max_nodes)),
             alerts: st.alerts.view(10),
-            slow: st.watchdog.reports.iter().take(10).cloned().collect(),
+            slow: self.watchdog.reports().into_iter().take(10).collect(),
         };
         let frame: Arc<str> = serde_json::to_string(&frame).expect("a frame serializes").into();
         st.frame = frame.clone();
         if periodic {
             st.rates = rates;
-            st.last = Some(Reading { stats, view, at: now });
+            st.last = Some(Reading { view, at: now });
         }
         st.procs = Arc::new(procs);
         st.procs_at_ms = now_ms;
@@ -458,98 +421,34 @@ impl Shared {
     }
 
     pub(crate) fn slow_handlers(&self) -> Vec<SlowHandler> {
-        self.state.lock().watchdog.reports.iter().cloned().collect()
+        self.watchdog.reports()
     }
 
-    /// One watchdog scan: handlers seen running past the budget are reported once.
+    /// One watchdog scan, and the `slow_handler` alerts that follow from it.
     pub(crate) fn scan(&self) {
         let node = self.node();
-        let running = node.running_handlers();
-        let now = Instant::now();
-        let wd = &self.cfg.watchdog;
-        let budget = Duration::from_millis(wd.budget_ms);
-        let mut st = self.state.lock();
-        let mut next: HashMap<Pid, (u64, Instant, bool)> = HashMap::with_capacity(running.len());
-        let mut newly = Vec::new();
-        for h in &running {
-            let entry = match st.watchdog.seen.get(&h.pid) {
-                Some(&(run, since, reported)) if run == h.run => (run, since, reported),
-                _ => (h.run, now, false),
-            };
-            next.insert(h.pid, entry);
-        }
-        // Reports whose handler has returned: note how long it ran.
-        for (pid, (_, since, reported)) in &st.watchdog.seen {
-            if *reported && next.get(pid).is_none_or(|n| !n.2) {
-                let pid_s = pid.to_string();
-                let ran = now.duration_since(*since).as_millis() as u64;
-                newly.push((pid_s, Some(ran)));
-            }
-        }
-        let mut holding = Vec::new();
-        let mut over = 0;
-        for (pid, entry) in next.iter_mut() {
-            let running_for = now.duration_since(entry.1);
-            if running_for < budget {
-                continue;
-            }
-            over += 1;
-            let info = node.process_info(*pid);
-            let name = info.as_ref().and_then(|i| i.name.as_deref().map(str::to_owned));
-            let actor_type = info.as_ref().map_or("?", |i| i.actor_type).to_owned();
-            let subj = match &name {
-                Some(n) => format!("{pid} {n}"),
-                None => format!("{pid} {}", short_type(&actor_type)),
-            };
-            if !entry.2 {
-                entry.2 = true;
-                tracing::warn!(
-                    pid = %pid,
-                    name = name.as_deref().unwrap_or(""),
-                    actor_type = %actor_type,
-                    running_ms = running_for.as_millis() as u64,
-                    budget_ms = wd.budget_ms,
-                    "slow handler: {subj} has been running for {} ms (budget {} ms)",
-                    running_for.as_millis(),
-                    wd.budget_ms
-                );
-                st.watchdog.reports_total += 1;
-                st.watchdog.reports.push_front(SlowHandler {
-                    pid: pid.to_string(),
-                    name: name.clone(),
-                    actor_type: actor_type.clone(),
-                    running_ms: running_for.as_millis() as u64,
-                    budget_ms: wd.budget_ms,
-                    reported_at_ms: unix_ms(),
-                    finished_after_ms: None,
-                });
-                st.watchdog.reports.truncate(wd.reports_kept);
-            }
-            holding.push(Condition {
+        self.watchdog.scan(&node);
+        let holding = self
+            .watchdog
+            .over_budget_now()
+            .into_iter()
+            .map(|o| Condition {
                 rule: SLOW_RULE,
-                subject: subj.clone(),
-                value: running_for.as_secs_f64(),
-                threshold: budget.as_secs_f64(),
+                subject: o.subject.clone(),
+                value: o.running.as_secs_f64(),
+                threshold: o.budget.as_secs_f64(),
                 for_: Duration::ZERO,
                 message: format!(
-                    "handler of {subj} ({}) running past its {} ms budget",
-                    short_type(&actor_type),
-                    wd.budget_ms
+                    "handler of {} ({}) running past its {} ms budget",
+                    o.subject,
+                    short_type(&o.actor_type),
+                    o.budget.as_millis()
                 ),
-            });
-        }
-        for (pid_s, ran) in newly {
-            if let Some(r) = st
-                .watchdog
-                .reports
-                .iter_mut()
-                .find(|r| r.pid == pid_s && r.finished_after_ms.is_none())
-            {
-                r.finished_after_ms = ran;
-            }
-        }
-        st.watchdog.seen = next;
-        st.watchdog.over_budget = over;
-        st.alerts.evaluate(&[SLOW_RULE], holding, now);
+            })
+            .collect();
+        self.state
+            .lock()
+            .alerts
+            .evaluate(&[SLOW_RULE], holding, Instant::now());
     }
 }
