@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use girder::{Node, NodeStats, ProcessInfo};
+use girder::{Node, ProcessInfo};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, Semaphore};
