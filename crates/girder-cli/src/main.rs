@@ -1,7 +1,8 @@
 //! `girder`: the command line of the girder actor runtime.
 //!
 //! ```text
-//! girder drill [NAME...] [--json] [--list] [--duration-ms N]
+//! girder drill [NAME...] [--json] [--list] [--duration-ms N] [--http ADDR [--http-token T]]
+//! girder top --addr HOST:PORT [--token T] [--sort KEY]
 //! ```
 //!
 //! `drill` runs the overload drills (see [`drill`]) against live in-process nodes and
@@ -47,6 +48,15 @@ struct DrillArgs {
     #[arg(long, value_name = "N", default_value_t = drill::DEFAULT_DURATION.as_millis() as u64,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     duration_ms: u64,
+
+    /// Serve the live dashboard, /metrics and the JSON API on ADDR (e.g.
+    /// 127.0.0.1:7979) while the drills run, watching each drill's node in turn.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
+
+    /// Bearer token the --http endpoint wants.
+    #[arg(long, value_name = "TOKEN", requires = "http")]
+    http_token: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +64,20 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Drill(args) => drill_command(args),
     }
+}
+
+/// The `--http` watch: starts on an empty node until the first drill builds its own.
+async fn start_watch(
+    addr: std::net::SocketAddr,
+    token: Option<String>,
+) -> Result<girder_watch::WatchHandle, String> {
+    let placeholder = girder::Node::builder().build().map_err(|e| e.to_string())?;
+    girder_watch::Watch::builder(placeholder)
+        .bind(addr)
+        .token(token)
+        .start()
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn drill_command(args: DrillArgs) -> ExitCode {
@@ -83,7 +107,26 @@ fn drill_command(args: DrillArgs) -> ExitCode {
         }
     };
     let attack = Duration::from_millis(args.duration_ms);
-    let passed = runtime.block_on(drill::run_all(&drills, attack, format));
+    let passed = runtime.block_on(async {
+        if let Some(addr) = args.http {
+            match start_watch(addr, args.http_token.clone()).await {
+                Ok(w) => {
+                    eprintln!("girder drill: watching on http://{}/", w.local_addr());
+                    drill::set_watch(w);
+                }
+                Err(e) => {
+                    eprintln!("girder drill: {e}");
+                    return None;
+                }
+            }
+        }
+        let passed = drill::run_all(&drills, attack, format).await;
+        drill::stop_watch().await;
+        Some(passed)
+    });
+    let Some(passed) = passed else {
+        return ExitCode::from(2);
+    };
     // Drills shut their nodes down; anything a failed drill left behind must not
     // hold the exit up.
     runtime.shutdown_timeout(Duration::from_secs(1));

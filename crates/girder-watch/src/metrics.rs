@@ -24,7 +24,7 @@
 //! | `girder_budget_refusals_total`, `girder_restarts_total`, `girder_escalations_total`, `girder_name_refusals_total`, `girder_timer_refusals_total`, `girder_link_refusals_total` | counter | |
 //! | `girder_watchdog_reports_total`, `girder_alerts_fired_total` | counter | watchdog, alerts |
 //! | `girder_process_mailbox_len{process}`, `girder_process_mailbox_bytes{process}`, `girder_process_messages{process,outcome}` | gauge | named processes only (at most `max_named_series`); gauges since a restarted process starts from zero |
-//! | `girder_top_mailbox_len{rank,process}` | gauge | the top-N mailboxes |
+//! | `girder_top_mailbox_len{process}` | gauge | the top-N mailboxes (a process that leaves the top N reads 0, then disappears) |
 //! | `girder_handler_duration_seconds` | histogram | 1 handler run in 64 (core hook) |
 //! | `girder_call_duration_seconds{outcome="ok"\|"error"}` | histogram | 1 call in 64 per thread (core hook) |
 //!
@@ -281,11 +281,22 @@ pub(crate) fn export(sink: &Sink, e: &Export<'_>) {
                     .set(n as f64);
             }
         }
+        // Top N by mailbox length, labelled by process: a process that leaves the
+        // top N is set to 0 once, then dropped from the output after the idle timeout.
+        static PREV_TOP: parking_lot::Mutex<Vec<String>> = parking_lot::Mutex::new(Vec::new());
         let top = crate::views::top(e.procs, crate::views::SortKey::Mailbox, e.top_n);
-        for (rank, p) in top.iter().enumerate() {
-            let process = p.name.clone().unwrap_or_else(|| p.pid.clone());
-            metrics::gauge!("girder_top_mailbox_len", "rank" => (rank + 1).to_string(), "process" => process)
+        let now: Vec<String> = top
+            .iter()
+            .map(|p| p.name.clone().unwrap_or_else(|| p.pid.clone()))
+            .collect();
+        let mut prev = PREV_TOP.lock();
+        for gone in prev.iter().filter(|p| !now.contains(p)) {
+            metrics::gauge!("girder_top_mailbox_len", "process" => gone.clone()).set(0.0);
+        }
+        for (p, process) in top.iter().zip(&now) {
+            metrics::gauge!("girder_top_mailbox_len", "process" => process.clone())
                 .set((p.mailbox.len + p.mailbox.priority_len) as f64);
         }
+        *prev = now;
     });
 }
