@@ -10,6 +10,7 @@
 //! is 0 only when every drill passed, 1 when one failed, 2 on a usage error.
 
 mod drill;
+mod top;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -28,6 +29,34 @@ struct Cli {
 enum Command {
     /// Run threat drills against a live in-process node and report what the limits did.
     Drill(DrillArgs),
+    /// A refreshing, sortable terminal view of a watched node (etop / observer_cli),
+    /// from a watch's HTTP endpoint (girder serve, girder drill --http).
+    Top(TopArgs),
+}
+
+#[derive(Args, Debug)]
+struct TopArgs {
+    /// The watch endpoint, HOST:PORT (or an http:// URL).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7979")]
+    addr: String,
+
+    /// Bearer token, if the endpoint wants one.
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+
+    /// Sort key: mailbox, bytes, hwm, handled, rejected, dropped, expired, drops,
+    /// links, pid, name.
+    #[arg(long, value_name = "KEY", default_value = "mailbox", value_parser = top::parse_sort)]
+    sort: girder_watch::views::SortKey,
+
+    /// Refresh period, in milliseconds.
+    #[arg(long, value_name = "N", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    interval_ms: u64,
+
+    /// Quit by itself after N milliseconds (for scripts).
+    #[arg(long, value_name = "N")]
+    exit_after_ms: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -63,6 +92,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Drill(args) => drill_command(args),
+        Command::Top(args) => top_command(args),
+    }
+}
+
+fn top_command(args: TopArgs) -> ExitCode {
+    let opts = top::TopOptions {
+        addr: args.addr,
+        token: args.token,
+        sort: args.sort,
+        interval: Duration::from_millis(args.interval_ms),
+        exit_after: args.exit_after_ms.map(Duration::from_millis),
+    };
+    match top::run(opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("girder top: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
