@@ -100,12 +100,16 @@ pub use tracing as __tracing;
 /// ```
 /// girder::limit_event!(warn, "spawn refused: process limit", limit = 10);
 /// ```
+///
+/// Costs one cached check when no subscriber wants events of that level (the
+/// limiter, with its clock read, runs only for enabled levels).
 #[macro_export]
 macro_rules! limit_event {
     ($level:ident, $msg:literal $(, $($fields:tt)+)?) => {{
         static LIMITER: $crate::observe::LogLimiter =
             $crate::observe::LogLimiter::new($crate::observe::LOG_WINDOW, $crate::observe::LOG_BURST);
-        if let Some(suppressed) = LIMITER.admit() {
+        if !$crate::observe::__tracing::enabled!($crate::__limit_event_level!($level)) {
+        } else if let Some(suppressed) = LIMITER.admit() {
             if suppressed == 0 {
                 $crate::observe::__tracing::$level!($($($fields)+ ,)? $msg);
             } else {
@@ -119,6 +123,26 @@ macro_rules! limit_event {
             }
         }
     }};
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __limit_event_level {
+    (trace) => {
+        $crate::observe::__tracing::Level::TRACE
+    };
+    (debug) => {
+        $crate::observe::__tracing::Level::DEBUG
+    };
+    (info) => {
+        $crate::observe::__tracing::Level::INFO
+    };
+    (warn) => {
+        $crate::observe::__tracing::Level::WARN
+    };
+    (error) => {
+        $crate::observe::__tracing::Level::ERROR
+    };
 }
 
 #[cfg(test)]
