@@ -46,9 +46,15 @@ pub const DURATION_BUCKETS: [f64; 13] = [
     0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0,
 ];
 
-/// The program's recorder and its handle.
+/// The program's recorders and their handles.
 pub(crate) struct Sink {
     handle: PrometheusHandle,
+    /// Per-process series live in a recorder of their own, whose gauges are dropped
+    /// from the output 30 s after their last update (an exited process, a process
+    /// that left the top N). The main recorder has no idle timeout: gauges other
+    /// crates set only when they change must not vanish.
+    per_process: &'static PrometheusRecorder,
+    per_process_handle: PrometheusHandle,
     /// `Some` when another recorder was installed globally first: ours is used
     /// locally for what the watch emits.
     local: Option<&'static PrometheusRecorder>,
@@ -65,9 +71,14 @@ impl Sink {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), &DURATION_BUCKETS)
                 .expect("buckets are non-empty")
-                .idle_timeout(MetricKindMask::GAUGE, Some(Duration::from_secs(30)))
                 .build_recorder();
             let handle = recorder.handle();
+            let per_process: &'static PrometheusRecorder = Box::leak(Box::new(
+                PrometheusBuilder::new()
+                    .idle_timeout(MetricKindMask::GAUGE, Some(Duration::from_secs(30)))
+                    .build_recorder(),
+            ));
+            let per_process_handle = per_process.handle();
             let local = match metrics::set_global_recorder(recorder) {
                 Ok(()) => None,
                 Err(e) => {
@@ -87,6 +98,8 @@ impl Sink {
             });
             let sink = Sink {
                 handle,
+                per_process,
+                per_process_handle,
                 local,
                 handler,
                 call_ok,
@@ -107,14 +120,18 @@ impl Sink {
         with(self.local, f)
     }
 
-    /// The Prometheus text exposition of everything recorded.
+    /// The Prometheus text exposition of everything recorded: the main recorder's
+    /// then the per-process one's (their metric names are disjoint).
     pub(crate) fn render(&self) -> String {
-        self.handle.render()
+        let mut text = self.handle.render();
+        text.push_str(&self.per_process_handle.render());
+        text
     }
 
     /// Drains histogram samples into their buckets: keeps their memory bounded.
     pub(crate) fn upkeep(&self) {
         self.handle.run_upkeep();
+        self.per_process_handle.run_upkeep();
     }
 }
 
@@ -260,7 +277,8 @@ pub(crate) fn export(sink: &Sink, e: &Export<'_>) {
         counter("girder_overflow_kills_total", &[]).absolute(c[7] + e.carried[7]);
         counter("girder_watchdog_reports_total", &[]).absolute(e.watchdog_reports);
         counter("girder_alerts_fired_total", &[]).absolute(e.alerts_fired);
-
+    });
+    metrics::with_local_recorder(sink.per_process, || {
         // Per-process series: named processes only (bounded by max_named), then the
         // top N mailboxes by rank.
         let mut named: Vec<&ProcessInfo> = e.procs.iter().filter(|p| p.name.is_some()).collect();
