@@ -19,6 +19,7 @@ use crate::WatchError;
 /// | `top_n` | 10 | processes exported as `girder_top_mailbox_len` and shown on the page |
 /// | `max_named_series` | 256 | named processes exported per-process (the rest are counted in the node totals only) |
 /// | `tree_max_nodes` | 2,000 | processes shown in `/api/tree` (the page shows 300) |
+/// | `max_connections` | 128 | connections open at once; past it new ones wait in the kernel's backlog |
 /// | `max_requests` | 64 | requests served at once; past it `503` |
 /// | `max_streams` | 16 | live event streams (`/api/events`) at once; past it `503` |
 /// | `rules` | see [`AlertRules`] | alert thresholds and durations |
@@ -38,6 +39,8 @@ pub struct WatchConfig {
     pub max_named_series: usize,
     /// Processes shown in `/api/tree`.
     pub tree_max_nodes: usize,
+    /// Connections open at once.
+    pub max_connections: usize,
     /// Requests served at once.
     pub max_requests: usize,
     /// Event streams served at once.
@@ -57,6 +60,7 @@ impl Default for WatchConfig {
             top_n: 10,
             max_named_series: 256,
             tree_max_nodes: 2000,
+            max_connections: 128,
             max_requests: 64,
             max_streams: 16,
             rules: AlertRules::default(),
@@ -82,6 +86,7 @@ impl WatchConfig {
         positive("collect_every_ms", self.collect_every_ms)?;
         positive("top_n", self.top_n as u64)?;
         positive("tree_max_nodes", self.tree_max_nodes as u64)?;
+        positive("max_connections", self.max_connections as u64)?;
         positive("max_requests", self.max_requests as u64)?;
         positive("max_streams", self.max_streams as u64)?;
         positive("watchdog.budget_ms", self.watchdog.budget_ms)?;

@@ -25,8 +25,8 @@
 //! - a **watchdog** that looks every `scan_every_ms` at which processes are inside a
 //!   handler ([`Node::running_handlers`]) and reports a handler running past its
 //!   budget once, naming the process ([`WatchdogConfig`]);
-//! - the **HTTP server** (axum), with at most `max_requests` requests and
-//!   `max_streams` live streams at once.
+//! - the **HTTP server** (axum), with at most `max_connections` connections,
+//!   `max_requests` requests and `max_streams` live streams at once.
 //!
 //! Counters are totals over every node the watch has observed: a program that runs
 //! one node after another (`girder drill`) switches with [`WatchHandle::observe`].
@@ -54,6 +54,7 @@
 
 mod alerts;
 mod config;
+mod listener;
 pub mod metrics;
 mod server;
 mod state;
@@ -109,6 +110,11 @@ impl WatchError {
             why: why.into(),
         }
     }
+}
+
+/// A refused request, logged rate-limited.
+fn limit_event_watch(cause: &'static str) {
+    girder::limit_event!(warn, "girder watch: request refused", cause);
 }
 
 /// Entry point: [`Watch::builder`].
@@ -241,6 +247,7 @@ impl WatchBuilder {
         }
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let app = server::router(shared.clone());
+        let listener = listener::Bounded::new(listener, shared.cfg.max_connections);
         tasks.push(tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = stop_rx.await;

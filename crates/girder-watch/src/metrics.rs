@@ -23,6 +23,7 @@
 //! | `girder_messages_total{outcome="accepted"\|"handled"\|"rejected"\|"dropped"\|"expired"}` | counter | |
 //! | `girder_budget_refusals_total`, `girder_restarts_total`, `girder_escalations_total`, `girder_name_refusals_total`, `girder_timer_refusals_total`, `girder_link_refusals_total` | counter | |
 //! | `girder_watchdog_reports_total`, `girder_alerts_fired_total` | counter | watchdog, alerts |
+//! | `girder_watch_refusals_total{cause="unauthorized"\|"max_requests"\|"max_streams"}` | counter | requests the endpoint refused |
 //! | `girder_process_mailbox_len{process}`, `girder_process_mailbox_bytes{process}`, `girder_process_messages{process,outcome}` | gauge | named processes only (at most `max_named_series`); gauges since a restarted process starts from zero |
 //! | `girder_top_mailbox_len{process}` | gauge | the top-N mailboxes (a process that leaves the top N reads 0, then disappears) |
 //! | `girder_handler_duration_seconds` | histogram | 1 handler run in 64 (core hook) |
@@ -40,6 +41,15 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, 
 use metrics_util::MetricKindMask;
 
 use crate::views::{counters_of, StatsView, COUNTER_COUNT};
+
+/// Installs the program's Prometheus recorder as the global `metrics` recorder now,
+/// if no recorder is installed yet (a [`Watch`](crate::Watch) does it when it
+/// starts). Call it early if other crates emit metrics before the watch starts:
+/// what they emit before a recorder is installed is lost. Returns `false` if another
+/// recorder was installed first.
+pub fn install_recorder() -> bool {
+    Sink::get().local.is_none()
+}
 
 /// Histogram buckets, in seconds: 10 µs to 10 s.
 pub const DURATION_BUCKETS: [f64; 13] = [
@@ -126,6 +136,12 @@ impl Sink {
         let mut text = self.handle.render();
         text.push_str(&self.per_process_handle.render());
         text
+    }
+
+    /// Counts a request the endpoint refused (`girder_watch_refusals_total{cause}`).
+    pub(crate) fn refused(&self, cause: &'static str) {
+        self.with(|| metrics::counter!("girder_watch_refusals_total", "cause" => cause).increment(1));
+        crate::limit_event_watch(cause);
     }
 
     /// Drains histogram samples into their buckets: keeps their memory bounded.

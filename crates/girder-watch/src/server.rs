@@ -51,6 +51,7 @@ async fn guard(State(shared): State<S>, req: Request, next: Next) -> Response {
                 .any(|t| same(t, token))
         });
         if !(bearer || query) {
+            shared.sink.refused("unauthorized");
             let mut r = (
                 StatusCode::UNAUTHORIZED,
                 "girder watch: a bearer token is required (Authorization: Bearer TOKEN, or ?token=TOKEN)\n",
@@ -62,6 +63,7 @@ async fn guard(State(shared): State<S>, req: Request, next: Next) -> Response {
         }
     }
     let Ok(_permit) = shared.requests.clone().try_acquire_owned() else {
+        shared.sink.refused("max_requests");
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "girder watch: too many requests at once\n",
@@ -169,6 +171,7 @@ async fn slow(State(shared): State<S>) -> impl IntoResponse {
 /// queueing them.
 async fn events(State(shared): State<S>) -> Response {
     let Ok(permit) = shared.streams.clone().try_acquire_owned() else {
+        shared.sink.refused("max_streams");
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "girder watch: too many live streams\n",

@@ -452,3 +452,15 @@ impl Shared {
             .evaluate(&[SLOW_RULE], holding, Instant::now());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::short_type;
+
+    #[test]
+    fn short_type_drops_module_paths() {
+        assert_eq!(short_type("girder::supervisor::Supervisor"), "Supervisor");
+        assert_eq!(short_type("a::b::Worker<c::D, e::F>"), "Worker<D, F>");
+        assert_eq!(short_type("Plain"), "Plain");
+    }
+}

@@ -241,3 +241,51 @@ async fn watchdog_reports_a_stuck_handler_once_and_alerts_fire_and_resolve() {
     watch.shutdown().await;
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_streams_are_bounded_and_refusals_counted() {
+    let node = Node::builder().build().unwrap();
+    let cfg = WatchConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        max_streams: 1,
+        ..WatchConfig::default()
+    };
+    let watch = Watch::builder(node.clone()).config(cfg).start().await.unwrap();
+    let base = format!("http://{}", watch.local_addr());
+    // The first stream stays open (its first event is the current frame)...
+    let first = tokio::task::spawn_blocking({
+        let url = format!("{base}/api/events");
+        move || {
+            let r = ureq::get(&url).call().unwrap();
+            assert_eq!(r.header("content-type"), Some("text/event-stream"));
+            let mut reader = std::io::BufReader::new(r.into_reader());
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+            assert!(line.starts_with("data: {"), "{line}");
+            reader
+        }
+    })
+    .await
+    .unwrap();
+    // ...so a second one is refused, and the refusal is counted.
+    let (code, _) = get_async(format!("{base}/api/events"), None).await;
+    assert_eq!(code, 503);
+    let (_, metrics) = get_async(format!("{base}/metrics"), None).await;
+    assert!(
+        common::sample(&metrics, r#"girder_watch_refusals_total{cause="max_streams"}"#) >= Some(1.0),
+        "{metrics}"
+    );
+    drop(first);
+    watch.shutdown().await;
+    node.shutdown().await;
+}
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn ok<T: Send + Sync>() {}
+    ok::<girder_watch::WatchHandle>();
+    ok::<girder_watch::Watchdog>();
+    ok::<girder_watch::WatchConfig>();
+    ok::<girder_watch::WatchError>();
+    ok::<girder_watch::Frame>();
+}
