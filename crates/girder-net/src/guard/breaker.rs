@@ -50,7 +50,8 @@ pub const DEFAULT_HALF_OPEN_PROBES: u32 = 1;
 pub const MAX_WINDOW: u32 = 65_536;
 
 /// Settings of a [`CircuitBreaker`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct BreakerConfig {
     /// Consecutive failures that open a closed breaker (default 5).
     pub failure_threshold: u32,
@@ -64,6 +65,7 @@ pub struct BreakerConfig {
     pub min_calls: u32,
     /// How long an open breaker refuses calls before letting probes through
     /// (default 5 s).
+    #[serde(with = "super::duration_serde")]
     pub reset_timeout: Duration,
     /// Probes let through while half-open (default 1).
     pub half_open_probes: u32,
@@ -145,7 +147,8 @@ pub enum BreakerConfigError {
 }
 
 /// The state of a [`CircuitBreaker`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum BreakerState {
     /// Calls pass; outcomes are recorded.
     Closed,
@@ -187,7 +190,7 @@ pub enum BreakerError<E> {
 }
 
 /// A snapshot of a breaker's counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct BreakerStats {
     /// Permits granted (calls let through, probes included).
     pub calls: u64,

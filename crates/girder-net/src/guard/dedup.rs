@@ -30,13 +30,15 @@ pub const DEFAULT_DEDUP_CAPACITY: usize = 100_000;
 pub const DEFAULT_DEDUP_TTL: Duration = Duration::from_secs(60);
 
 /// Settings of a [`Dedup`] window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct DedupConfig {
     /// Most ids held at once (default 100 000). When full, the oldest id is evicted to
     /// make room and counted in [`DedupStats::evicted_full`].
     pub capacity: usize,
     /// How long an id is remembered after its first sighting (default 60 s). Expired
     /// ids are counted in [`DedupStats::expired`].
+    #[serde(with = "super::duration_serde")]
     pub ttl: Duration,
 }
 
@@ -88,7 +90,7 @@ pub enum Seen {
 }
 
 /// A snapshot of a window's counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct DedupStats {
     /// Checks answered [`Seen::First`].
     pub first: u64,

@@ -24,15 +24,40 @@
 //! | `PeerGuard` | `per_connection_rate`/`_burst` (1 000/s, 2 000) | request refused, strike | [`Decision::Limited`], [`RateStats::limited`] |
 //! | | `per_peer_rate`/`_burst` (2 000/s, 4 000) | request refused, strike | [`Decision::Limited`], [`RateStats::limited`] |
 //! | | `strikes` in `strike_window` (50 in 10 s) | peer banned for `ban_duration` (60 s) | [`Decision::Banned`], [`Banned`], [`RateStats::bans`] |
-//! | | `max_peers` (65 536), `max_bans` (16 384) | oldest entry evicted | [`RateStats::evictions`] |
+//! | | `max_peers` (65 536), `max_bans` (16 384) | least recently active peer (or soonest-ending ban) evicted | [`RateStats::evictions`] |
 //! | `CircuitBreaker` | `failure_threshold` (5), `failure_rate` (0.5 of last 20, after 10) | breaker opens for `reset_timeout` (5 s) | [`BreakerOpen`], [`BreakerStats::opened`] |
 //! | | `half_open_probes` (1) | other callers refused | [`BreakerOpen`], [`BreakerStats::rejected`] |
 //! | `Dedup` | `capacity` (100 000) | oldest id evicted | [`DedupStats::evicted_full`] |
 //! | | `ttl` (60 s) | id forgotten | [`DedupStats::expired`] |
+//!
+//! # Configuration files
+//!
+//! [`RateLimits`], [`BreakerConfig`] and [`DedupConfig`] deserialize with serde: every
+//! field is optional (missing ones take their default), unknown fields are errors,
+//! and durations are written `"250ms"`, `"10s"`, `"5m"`, `"1h"` or as a number of
+//! seconds. Validate after loading:
+//!
+//! ```
+//! use girder_net::guard::{BreakerConfig, RateLimits};
+//!
+//! let rate: RateLimits = toml::from_str(r#"
+//!     per_peer_rate = 500
+//!     per_peer_burst = 1000
+//!     ban_duration = "5m"
+//! "#)?;
+//! rate.validate()?;
+//! assert_eq!(rate.ban_duration, std::time::Duration::from_secs(300));
+//! assert_eq!(rate.strikes, RateLimits::default().strikes);
+//!
+//! let breaker: BreakerConfig = toml::from_str("reset_timeout = 2.5")?;
+//! assert_eq!(breaker.reset_timeout, std::time::Duration::from_millis(2500));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod breaker;
 pub mod clock;
 pub mod dedup;
+mod duration_serde;
 pub mod rate;
 
 pub use breaker::{

@@ -24,8 +24,9 @@
 //! `max_bans`. Idle peers (whose bucket is full again) are dropped by housekeeping,
 //! which runs from [`PeerGuard::check`] at most every [`HOUSEKEEPING_INTERVAL`] (or
 //! whenever you call [`PeerGuard::housekeep`]) using governor's `retain_recent` and
-//! `shrink_to_fit`. When a table is full anyway, its oldest entry is evicted to make
-//! room and counted in [`RateStats::evictions`]: an evicted peer starts again with a
+//! `shrink_to_fit`. When a table is full anyway, an entry is evicted to make room and
+//! counted in [`RateStats::evictions`]: the least recently active peer's bucket or
+//! strike log, or the ban closest to its end. An evicted peer starts again with a
 //! full bucket (or no strikes, or no ban). Size the tables above the number of peers
 //! you expect to be active at once.
 
@@ -73,7 +74,8 @@ pub const MAX_STRIKES: u32 = 1_024;
 pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Settings of a [`PeerGuard`]. Every field has a safe default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RateLimits {
     /// Requests per second a peer (all its connections together) may sustain
     /// (default 2 000).
@@ -88,11 +90,13 @@ pub struct RateLimits {
     /// most [`MAX_STRIKES`]).
     pub strikes: u32,
     /// The sliding window strikes are counted in (default 10 s).
+    #[serde(with = "super::duration_serde")]
     pub strike_window: Duration,
     /// How long a ban lasts (default 60 s).
+    #[serde(with = "super::duration_serde")]
     pub ban_duration: Duration,
     /// Most peers tracked in the per-peer bucket table and in the strike table
-    /// (default 65 536); past it the oldest is evicted.
+    /// (default 65 536); past it the least recently active peer is evicted.
     pub max_peers: usize,
     /// Most bans held at once (default 16 384); past it the ban closest to expiry is
     /// evicted.
@@ -219,7 +223,7 @@ pub enum Decision {
 }
 
 /// A snapshot of a [`PeerGuard`]'s counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct RateStats {
     /// Requests allowed.
     pub allowed: u64,
@@ -473,18 +477,18 @@ impl Shared {
         let limits = &self.limits;
         let mut guard = self.offenders.lock();
         let offenders = &mut *guard;
+        // Each strike makes the peer the most recently active.
+        let seq = offenders.next_seq;
+        offenders.next_seq += 1;
+        offenders.strike_order.push_back((key, seq));
         let log = match offenders.strikes.entry(key) {
             Entry::Occupied(slot) => slot.into_mut(),
-            Entry::Vacant(slot) => {
-                let seq = offenders.next_seq;
-                offenders.next_seq += 1;
-                offenders.strike_order.push_back((key, seq));
-                slot.insert(StrikeLog {
-                    times: VecDeque::new(),
-                    seq,
-                })
-            }
+            Entry::Vacant(slot) => slot.insert(StrikeLog {
+                times: VecDeque::new(),
+                seq,
+            }),
         };
+        log.seq = seq;
         while log
             .times
             .front()
@@ -499,6 +503,7 @@ impl Shared {
             return Decision::Limited { retry_after };
         }
         offenders.strikes.remove(&key);
+        offenders.expire_bans(now);
         let evicted = offenders.cap_bans(limits.max_bans - 1);
         let until = now + limits.ban_duration;
         offenders.bans.insert(key, until);
@@ -580,8 +585,8 @@ fn peer_key(ip: IpAddr, prefix_len: u8) -> IpAddr {
 #[derive(Debug, Default)]
 struct Offenders {
     strikes: HashMap<IpAddr, StrikeLog>,
-    /// Strike logs in creation order, `(key, seq)`; entries whose seq no longer
-    /// matches the log are stale and skipped.
+    /// Strike logs in order of their last strike, `(key, seq)`; entries whose seq no
+    /// longer     /// matches the log are stale and skipped.
     strike_order: VecDeque<(IpAddr, u64)>,
     next_seq: u64,
     /// key → ban end.
@@ -598,7 +603,7 @@ struct StrikeLog {
 }
 
 impl Offenders {
-    /// Evicts the oldest strike logs (never `keep`) until at most `max` remain.
+    /// Evicts the least recently struck logs (never `keep`) until at most `max` remain.
     fn cap_strikes(&mut self, max: usize, keep: IpAddr) -> u64 {
         let mut evicted = 0;
         while self.strikes.len() > max {
@@ -616,6 +621,20 @@ impl Offenders {
         }
         self.compact_if_bloated();
         evicted
+    }
+
+    /// Drops expired bans (and stale order entries) from the front of the queue.
+    fn expire_bans(&mut self, now: Instant) {
+        while let Some(&(key, until)) = self.ban_order.front() {
+            let current = self.bans.get(&key) == Some(&until);
+            if current && now < until {
+                break;
+            }
+            self.ban_order.pop_front();
+            if current {
+                self.bans.remove(&key);
+            }
+        }
     }
 
     /// Evicts the bans closest to expiry until at most `max` remain.
@@ -658,7 +677,9 @@ impl Offenders {
 
 /// governor's keyed state store, bounded: governor's GCRA decides, this table only
 /// holds each peer's state (its theoretical arrival time) and refuses to grow past
-/// `max` peers, evicting the oldest instead.
+/// `max` peers, evicting the least recently active instead (an LRU with lazy
+/// deletion: every access appends `(key, seq)` to a queue and stale entries are
+/// skipped, or compacted away once they outnumber the live ones — O(1) amortized).
 #[derive(Debug)]
 struct PeerBuckets {
     max: usize,
@@ -668,9 +689,9 @@ struct PeerBuckets {
 
 #[derive(Debug, Default)]
 struct BucketTable {
-    /// key → (governor state, insertion seq). State 0 means "never used".
+    /// key → (governor state, seq of last access). State 0 means "never used".
     map: HashMap<IpAddr, (u64, u64)>,
-    /// Keys in insertion order, `(key, seq)`; stale when the seq no longer matches.
+    /// Accesses in order, `(key, seq)`; stale when the seq no longer matches.
     order: VecDeque<(IpAddr, u64)>,
     next_seq: u64,
 }
@@ -686,7 +707,7 @@ impl PeerBuckets {
 }
 
 impl BucketTable {
-    fn evict_oldest(&mut self) -> bool {
+    fn evict_least_recent(&mut self) -> bool {
         while let Some((key, seq)) = self.order.pop_front() {
             if self.map.get(&key).is_some_and(|&(_, s)| s == seq) {
                 self.map.remove(&key);
@@ -710,24 +731,30 @@ impl StateStore for PeerBuckets {
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
-        let mut table = self.table.lock();
-        if let Some((state, _)) = table.map.get_mut(key) {
-            let (result, next) = f(NonZeroU64::new(*state).map(|n| Nanos::from(n.get())))?;
-            *state = next.into();
-            return Ok(result);
-        }
-        let (result, next) = f(None)?;
-        if table.map.len() >= self.max && table.evict_oldest() {
-            self.counters.evictions.fetch_add(1, Ordering::Relaxed);
-        }
+        let mut guard = self.table.lock();
+        let table = &mut *guard;
         let seq = table.next_seq;
         table.next_seq += 1;
-        table.map.insert(*key, (next.into(), seq));
+        let result = if let Some((state, last)) = table.map.get_mut(key) {
+            // Refused or not, the peer is active: it moves to the back.
+            *last = seq;
+            f(NonZeroU64::new(*state).map(|n| Nanos::from(n.get()))).map(|(result, next)| {
+                *state = next.into();
+                result
+            })
+        } else {
+            let (result, next) = f(None)?;
+            if table.map.len() >= self.max && table.evict_least_recent() {
+                self.counters.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+            table.map.insert(*key, (next.into(), seq));
+            Ok(result)
+        };
         table.order.push_back((*key, seq));
         if table.order.len() > 2 * table.map.len() + 64 {
             table.compact();
         }
-        Ok(result)
+        result
     }
 }
 
@@ -933,6 +960,27 @@ mod tests {
     }
 
     #[test]
+    fn active_peer_survives_a_flood_of_new_addresses() {
+        let (g, _) = guard(RateLimits {
+            per_peer_rate: 1,
+            per_peer_burst: 2,
+            max_peers: 10,
+            strikes: MAX_STRIKES,
+            ..RateLimits::default()
+        });
+        let conn = g.conn_limiter();
+        assert_eq!(allowed(&g, PEER, &conn, 3), 2);
+        for i in 0..100u32 {
+            g.check(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)), &g.conn_limiter());
+            if i % 5 == 0 {
+                // Still limited: its spent bucket was not evicted and refilled.
+                assert!(matches!(g.check(PEER, &conn), Decision::Limited { .. }));
+            }
+        }
+        assert!(g.stats().evictions >= 90);
+    }
+
+    #[test]
     fn ban_table_is_bounded_and_evicts_the_oldest_ban() {
         let (g, _) = guard(RateLimits {
             max_bans: 3,
@@ -1054,6 +1102,27 @@ mod tests {
     }
 
     #[test]
+    fn limits_load_from_toml_with_defaults_and_reject_unknown_fields() {
+        let limits: RateLimits = toml::from_str(
+            r#"
+            per_connection_rate = 50
+            strike_window = "30s"
+            ban_duration = 600
+            "#,
+        )
+        .unwrap();
+        assert_eq!(limits.per_connection_rate, 50);
+        assert_eq!(limits.strike_window, Duration::from_secs(30));
+        assert_eq!(limits.ban_duration, Duration::from_secs(600));
+        assert_eq!(limits.max_peers, DEFAULT_MAX_PEERS);
+        let err = toml::from_str::<RateLimits>("per_peer_rte = 5").unwrap_err();
+        assert!(err.to_string().contains("per_peer_rte"), "{err}");
+        let round_trip: RateLimits =
+            toml::from_str(&toml::to_string(&RateLimits::default()).unwrap()).unwrap();
+        assert_eq!(round_trip, RateLimits::default());
+    }
+
+    #[test]
     fn guard_and_limiter_are_send_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<PeerGuard>();
@@ -1061,7 +1130,7 @@ mod tests {
     }
 
     #[test]
-    fn bucket_table_evicts_oldest_and_keeps_its_order_queue_bounded() {
+    fn bucket_table_evicts_least_recent_and_keeps_its_order_queue_bounded() {
         let buckets = PeerBuckets::new(8, Arc::new(Counters::default()));
         let touch = |i: u32| {
             let ip = IpAddr::V4(Ipv4Addr::from(i));
