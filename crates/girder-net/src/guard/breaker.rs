@@ -848,6 +848,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
         /// While half-open, no more than `half_open_probes` are let through; while open
         /// and before the reset timeout, everything is refused.
         #[test]

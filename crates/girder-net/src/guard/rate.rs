@@ -1123,6 +1123,38 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_checks_account_for_every_request() {
+        let (g, clock) = guard(RateLimits {
+            max_peers: 16,
+            max_bans: 4,
+            strikes: 5,
+            ..conn_only(100, 10)
+        });
+        let threads: Vec<_> = (0..4u8)
+            .map(|t| {
+                let g = g.clone();
+                let clock = clock.clone();
+                std::thread::spawn(move || {
+                    let conn = g.conn_limiter();
+                    for i in 0..2_000u32 {
+                        let ip = IpAddr::V4(Ipv4Addr::new(10, t, 0, (i % 40) as u8));
+                        g.check(ip, &conn);
+                        if i % 100 == 0 {
+                            clock.advance(Duration::from_secs(1));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let s = g.stats();
+        assert_eq!(s.allowed + s.limited + s.banned_requests, 8_000);
+        assert!(s.peers_tracked <= 16 && s.bans_active <= 4, "{s:?}");
+    }
+
+    #[test]
     fn guard_and_limiter_are_send_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<PeerGuard>();
@@ -1181,6 +1213,32 @@ mod tests {
             for (advance_ms, requests) in steps {
                 clock.advance(Duration::from_millis(advance_ms));
                 admitted += allowed(&g, PEER, &conn, requests) as u64;
+                let elapsed_ms = clock.elapsed().as_millis() as u64;
+                let bound = u64::from(burst) + u64::from(rate) * elapsed_ms / 1_000;
+                prop_assert!(admitted <= bound, "{admitted} > {bound} after {elapsed_ms} ms");
+            }
+        }
+
+        /// The same bound holds for a peer across all its connections.
+        #[test]
+        fn peer_admitted_requests_never_exceed_burst_plus_rate_times_elapsed(
+            rate_ix in 0usize..EXACT_RATES.len(),
+            burst in 1u32..20,
+            connections in 1usize..5,
+            steps in proptest::collection::vec((0u64..400, 0usize..5, 0usize..10), 1..60),
+        ) {
+            let rate = EXACT_RATES[rate_ix];
+            let (g, clock) = guard(RateLimits {
+                per_peer_rate: rate,
+                per_peer_burst: burst,
+                strikes: MAX_STRIKES,
+                ..RateLimits::default()
+            });
+            let conns: Vec<_> = (0..connections).map(|_| g.conn_limiter()).collect();
+            let mut admitted = 0u64;
+            for (advance_ms, conn, requests) in steps {
+                clock.advance(Duration::from_millis(advance_ms));
+                admitted += allowed(&g, PEER, &conns[conn % connections], requests) as u64;
                 let elapsed_ms = clock.elapsed().as_millis() as u64;
                 let bound = u64::from(burst) + u64::from(rate) * elapsed_ms / 1_000;
                 prop_assert!(admitted <= bound, "{admitted} > {bound} after {elapsed_ms} ms");
