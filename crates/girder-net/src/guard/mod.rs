@@ -67,3 +67,35 @@ pub use breaker::{
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use dedup::{Dedup, DedupConfig, DedupConfigError, DedupStats, Seen, SharedDedup};
 pub use rate::{Banned, ConnLimiter, Decision, PeerGuard, RateLimits, RateLimitsError, RateStats};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        send_sync::<PeerGuard>();
+        send_sync::<ConnLimiter>();
+        send_sync::<RateLimits>();
+        send_sync::<RateLimitsError>();
+        send_sync::<Banned>();
+        send_sync::<Decision>();
+        send_sync::<RateStats>();
+        send_sync::<CircuitBreaker>();
+        send_sync::<Permit>();
+        send_sync::<BreakerConfig>();
+        send_sync::<BreakerConfigError>();
+        send_sync::<BreakerOpen>();
+        send_sync::<BreakerError<std::io::Error>>();
+        send_sync::<BreakerStats>();
+        send_sync::<Dedup<String>>();
+        send_sync::<SharedDedup<String>>();
+        send_sync::<DedupConfig>();
+        send_sync::<DedupConfigError>();
+        send_sync::<DedupStats>();
+        send_sync::<ManualClock>();
+        send_sync::<MonotonicClock>();
+    }
+}
