@@ -19,7 +19,7 @@ use crate::resp::Limits;
 ///     port = 7000
 ///     max_connections = 500
 ///     [output]
-///     pubsub_hard_limit_bytes = 1048576
+///     pubsub_hard_limit_bytes = 16777216
 /// "#).unwrap();
 /// assert_eq!(cfg.port, 7000);
 /// assert_eq!(cfg.output.pubsub_hard_limit_bytes, 16 << 20);
