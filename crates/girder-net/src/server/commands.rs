@@ -9,7 +9,8 @@ use subtle::ConstantTimeEq;
 
 use super::conn::Conn;
 use super::info;
-use super::keyspace::{IncrError, KsMsg, SetOpts, SetOutcome};
+use super::keyspace::KsMsg;
+use super::kv;
 use super::pubsub::PsMsg;
 use crate::resp;
 
@@ -34,18 +35,25 @@ fn wrong_args(conn: &mut Conn, cmd: &str) {
     );
 }
 
-/// Runs one command, appending its reply to `conn.out`.
-pub(crate) async fn run(conn: &mut Conn, ctx: &mut Ctx<Conn>, args: Vec<Bytes>) -> Step {
-    let shared = conn.shared.clone();
-    shared.counters.commands(1);
+/// Counts a command and notes it for `CLIENT LIST`.
+pub(crate) fn note(conn: &Conn, cmd: &str) {
+    conn.shared.counters.commands(1);
     let st = &conn.state;
     st.commands.fetch_add(1, Relaxed);
     st.last_command_ms
         .store(st.created.elapsed().as_millis() as u64, Relaxed);
+    *st.last_command.lock() = static_name(cmd);
+}
+
+/// Runs one command, appending its reply to `conn.out`.
+pub(crate) async fn run(conn: &mut Conn, ctx: &mut Ctx<Conn>, args: Vec<Bytes>) -> Step {
+    let shared = conn.shared.clone();
     let Some(cmd) = lower(&args[0]) else {
+        note(conn, "unknown");
         unknown(conn, &args);
         return Step::Continue;
     };
+    note(conn, &cmd);
     let argc = args.len();
     if !conn.authed && !matches!(cmd.as_str(), "auth" | "hello" | "quit") {
         resp::error(&mut conn.out, NOAUTH);
@@ -64,7 +72,6 @@ pub(crate) async fn run(conn: &mut Conn, ctx: &mut Ctx<Conn>, args: Vec<Bytes>) 
         );
         return Step::Continue;
     }
-    *conn.state.last_command.lock() = static_name(&cmd);
     match cmd.as_str() {
         "ping" => match argc {
             1 if subscribed => resp_pong_array(conn, b""),
@@ -110,56 +117,9 @@ pub(crate) async fn run(conn: &mut Conn, ctx: &mut Ctx<Conn>, args: Vec<Bytes>) 
             resp::integer(&mut conn.out, shared.levels.keys.load(Relaxed) as i64);
         }
         "debug" => debug(conn, &args),
-        "get" if argc == 2 => {
-            let key = args[1].clone();
-            match ks_call(conn, &key, |r| KsMsg::Get(key.clone(), r)).await {
-                Ok(Some(v)) => resp::bulk(&mut conn.out, &v),
-                Ok(None) => resp::null_bulk(&mut conn.out),
-                Err(()) => {}
-            }
-        }
-        "set" if argc >= 3 => set(conn, args).await,
-        "del" | "unlink" if argc >= 2 => {
-            let mut n = 0;
-            for key in &args[1..] {
-                match ks_call(conn, key, |r| KsMsg::Del(key.clone(), r)).await {
-                    Ok(true) => n += 1,
-                    Ok(false) => {}
-                    Err(()) => return Step::Continue,
-                }
-            }
-            resp::integer(&mut conn.out, n);
-        }
-        "exists" if argc >= 2 => {
-            let mut n = 0;
-            for key in &args[1..] {
-                match ks_call(conn, key, |r| KsMsg::Exists(key.clone(), r)).await {
-                    Ok(true) => n += 1,
-                    Ok(false) => {}
-                    Err(()) => return Step::Continue,
-                }
-            }
-            resp::integer(&mut conn.out, n);
-        }
-        "incr" | "decr" if argc == 2 => incr(conn, args[1].clone(), if cmd == "incr" { 1 } else { -1 }).await,
-        "incrby" | "decrby" if argc == 3 => {
-            match std::str::from_utf8(&args[2])
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok())
-            {
-                Some(by) => {
-                    let by = if cmd == "incrby" {
-                        Some(by)
-                    } else {
-                        by.checked_neg()
-                    };
-                    match by {
-                        Some(by) => incr(conn, args[1].clone(), by).await,
-                        None => resp::error(&mut conn.out, "ERR increment or decrement would overflow"),
-                    }
-                }
-                None => resp::error(&mut conn.out, "ERR value is not an integer or out of range"),
-            }
+        "get" | "set" | "del" | "unlink" | "exists" | "incr" | "decr" | "incrby" | "decrby" => {
+            let shared = conn.shared.clone();
+            kv::run(&shared, &cmd, &args, &mut conn.out).await;
         }
         "publish" if argc == 3 => {
             let (channel, payload) = (args[1].clone(), args[2].clone());
@@ -209,8 +169,7 @@ pub(crate) async fn run(conn: &mut Conn, ctx: &mut Ctx<Conn>, args: Vec<Bytes>) 
             }
             unsubscribe(conn, args[1..].to_vec(), cmd == "punsubscribe", false).await;
         }
-        "echo" | "select" | "dbsize" | "get" | "set" | "del" | "unlink" | "exists" | "incr" | "decr"
-        | "incrby" | "decrby" | "publish" | "girder.publishonce" | "subscribe" | "psubscribe" => {
+        "echo" | "select" | "dbsize" | "publish" | "girder.publishonce" | "subscribe" | "psubscribe" => {
             wrong_args(conn, &cmd)
         }
         _ => unknown(conn, &args),
@@ -495,138 +454,6 @@ fn debug(conn: &mut Conn, args: &[Bytes]) {
             conn.out.extend_from_slice(resp::OK);
         }
         _ => resp::error(&mut conn.out, "ERR DEBUG supports only SLEEP <seconds> here"),
-    }
-}
-
-async fn set(conn: &mut Conn, args: Vec<Bytes>) {
-    let mut opts = SetOpts::default();
-    let mut i = 3;
-    while i < args.len() {
-        let o = args[i].to_ascii_lowercase();
-        let next_num = args
-            .get(i + 1)
-            .and_then(|s| std::str::from_utf8(s).ok()?.parse::<i64>().ok());
-        match &o[..] {
-            b"nx" if !opts.xx => opts.nx = true,
-            b"xx" if !opts.nx => opts.xx = true,
-            b"get" => opts.get = true,
-            b"keepttl" if opts.expire.is_none() => opts.keep_ttl = true,
-            b"ex" | b"px" if opts.expire.is_none() && !opts.keep_ttl => {
-                match next_num {
-                    Some(n) if n > 0 => {
-                        let ms = if &o[..] == b"ex" {
-                            n.checked_mul(1000)
-                        } else {
-                            Some(n)
-                        };
-                        match ms {
-                            Some(ms) => opts.expire = Some(Duration::from_millis(ms as u64)),
-                            None => {
-                                return resp::error(&mut conn.out, "ERR invalid expire time in 'set' command")
-                            }
-                        }
-                    }
-                    Some(_) => return resp::error(&mut conn.out, "ERR invalid expire time in 'set' command"),
-                    None if args.get(i + 1).is_some() => {
-                        return resp::error(&mut conn.out, "ERR value is not an integer or out of range")
-                    }
-                    None => return resp::error(&mut conn.out, "ERR syntax error"),
-                }
-                i += 1;
-            }
-            _ => return resp::error(&mut conn.out, "ERR syntax error"),
-        }
-        i += 1;
-    }
-    let key = args[1].clone();
-    let value = args[2].clone();
-    let get = opts.get;
-    let res = ks_call(conn, &key, |r| KsMsg::Set {
-        key: key.clone(),
-        value,
-        opts,
-        reply: r,
-    })
-    .await;
-    match res {
-        Ok(SetOutcome::Stored { old }) | Ok(SetOutcome::NotStored { old }) if get => match old {
-            Some(v) => resp::bulk(&mut conn.out, &v),
-            None => resp::null_bulk(&mut conn.out),
-        },
-        Ok(SetOutcome::Stored { .. }) => conn.out.extend_from_slice(resp::OK),
-        Ok(SetOutcome::NotStored { .. }) => resp::null_bulk(&mut conn.out),
-        Ok(SetOutcome::Oom) => oom(conn),
-        Err(()) => {}
-    }
-}
-
-fn oom(conn: &mut Conn) {
-    conn.shared.counters.oom_refusals(1);
-    resp::error(
-        &mut conn.out,
-        "OOM command not allowed when used memory > 'maxmemory' (girder: keyspace.max_keys or keyspace.max_bytes reached)",
-    );
-}
-
-async fn incr(conn: &mut Conn, key: Bytes, by: i64) {
-    match ks_call(conn, &key, |r| KsMsg::Incr(key.clone(), by, r)).await {
-        Ok(Ok(n)) => resp::integer(&mut conn.out, n),
-        Ok(Err(IncrError::NotInteger)) => {
-            resp::error(&mut conn.out, "ERR value is not an integer or out of range")
-        }
-        Ok(Err(IncrError::Overflow)) => {
-            resp::error(&mut conn.out, "ERR increment or decrement would overflow")
-        }
-        Ok(Err(IncrError::Oom)) => oom(conn),
-        Err(()) => {}
-    }
-}
-
-/// A call to the key's shard, through the circuit breaker. On failure the error
-/// reply is written and `Err(())` returned.
-async fn ks_call<R: Send + 'static>(
-    conn: &mut Conn,
-    key: &[u8],
-    msg: impl FnOnce(girder::Reply<R>) -> KsMsg,
-) -> Result<R, ()> {
-    let shared = conn.shared.clone();
-    let permit = match shared.breaker.try_acquire() {
-        Ok(p) => p,
-        Err(open) => {
-            shared.counters.breaker_rejections(1);
-            resp::error(
-                &mut conn.out,
-                &format!(
-                    "ERR keyspace unavailable: circuit breaker open after repeated failures; retry in {} ms",
-                    open.retry_after.as_millis().max(1)
-                ),
-            );
-            return Err(());
-        }
-    };
-    let shard = shared.shard_of(key);
-    let addr = shared.keyspace[shard].read().clone();
-    let timeout = Duration::from_millis(shared.config.keyspace.timeout_ms);
-    let res = match addr {
-        Some(a) => a.call(msg, timeout).await,
-        None => Err(CallError::Down),
-    };
-    match res {
-        Ok(v) => {
-            permit.success();
-            Ok(v)
-        }
-        Err(e) => {
-            permit.failure();
-            shared.counters.keyspace_failures(1);
-            let why = match e {
-                CallError::Timeout => format!("no answer within {} ms", timeout.as_millis()),
-                CallError::Full | CallError::NodeBudget => "overloaded".into(),
-                _ => "restarting".into(),
-            };
-            resp::error(&mut conn.out, &format!("ERR keyspace unavailable: {why}"));
-            Err(())
-        }
     }
 }
 

@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use super::output::{Output, OutputLimits, Refusal};
-use super::{commands, Reservation, Shared};
+use super::{commands, kv, Reservation, Shared};
 use crate::guard::{ConnLimiter, Decision};
 use crate::resp::{self, Parser};
 
@@ -232,7 +232,24 @@ impl Actor for Conn {
     async fn handle(&mut self, msg: ConnMsg, ctx: &mut Ctx<Self>) -> Flow {
         match msg {
             ConnMsg::Requests(reqs, _) => {
+                // Runs of key-value commands go to the shards together (see `kv`);
+                // anything else runs alone, in order.
+                let mut kv_run: Vec<(String, Vec<Bytes>)> = Vec::new();
                 for req in reqs {
+                    if let Req::Cmd(args) = &req {
+                        if self.authed && self.state.subs.load(Relaxed) == 0 {
+                            if let Some(name) = kv_name(&args[0]) {
+                                commands::note(self, &name);
+                                let Req::Cmd(args) = req else { unreachable!() };
+                                kv_run.push((name, args));
+                                continue;
+                            }
+                        }
+                    }
+                    if !kv_run.is_empty() {
+                        kv::run_batch(&self.shared, &kv_run, &mut self.out).await;
+                        kv_run.clear();
+                    }
                     match req {
                         Req::Limited(retry) => {
                             self.shared.counters.rate_limited(1);
@@ -252,6 +269,9 @@ impl Actor for Conn {
                             }
                         }
                     }
+                }
+                if !kv_run.is_empty() {
+                    kv::run_batch(&self.shared, &kv_run, &mut self.out).await;
                 }
                 if let Err(why) = self.flush().await {
                     self.state.output.close(false);
@@ -310,6 +330,15 @@ impl Actor for Conn {
             let _ = tokio::time::timeout(Duration::from_secs(1), w).await;
         }
     }
+}
+
+/// The lowercase name of a key-value command, if `name` is one.
+fn kv_name(name: &[u8]) -> Option<String> {
+    if name.len() > 8 {
+        return None;
+    }
+    let lower = name.to_ascii_lowercase();
+    kv::is_kv(&lower).then(|| String::from_utf8_lossy(&lower).into_owned())
 }
 
 /// The reader task.

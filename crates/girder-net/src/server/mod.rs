@@ -32,6 +32,7 @@ mod conn;
 mod glob;
 mod info;
 mod keyspace;
+mod kv;
 mod output;
 mod pubsub;
 mod stats;
