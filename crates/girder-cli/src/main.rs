@@ -2,23 +2,28 @@
 //!
 //! ```text
 //! girder drill [NAME...] [--json] [--list] [--duration-ms N] [--http ADDR [--http-token T]]
+//! girder serve [--config FILE] [--bind ADDR] [--port PORT] [--requirepass PW] [--max-connections N]
 //! girder top --addr HOST:PORT [--token T] [--sort KEY]
 //! ```
+//!
+//! `serve` runs the RESP pub/sub server (see [`serve`]); `--help` lists every setting
+//! with its default.
 //!
 //! `drill` runs the overload drills (see [`drill`]) against live in-process nodes and
 //! prints one row per drill with a verdict computed from measurements. The exit status
 //! is 0 only when every drill passed, 1 when one failed, 2 on a usage error.
 
 mod drill;
+mod serve;
 mod top;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Subcommand};
 
 /// girder: an Erlang/OTP-style actor runtime that cannot be taken down by overload.
-#[derive(Parser, Debug)]
+#[derive(clap::Parser, Debug)]
 #[command(name = "girder", version, about)]
 struct Cli {
     #[command(subcommand)]
@@ -29,6 +34,8 @@ struct Cli {
 enum Command {
     /// Run threat drills against a live in-process node and report what the limits did.
     Drill(DrillArgs),
+    /// Run the RESP pub/sub server (redis-cli and Redis clients work unchanged).
+    Serve(serve::ServeArgs),
     /// A refreshing, sortable terminal view of a watched node (etop / observer_cli),
     /// from a watch's HTTP endpoint (girder serve, girder drill --http).
     Top(TopArgs),
@@ -89,9 +96,18 @@ struct DrillArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let help = serve::defaults_help();
+    let matches = Cli::command()
+        .mut_subcommand("serve", |c| c.after_long_help(help))
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     match cli.command {
         Command::Drill(args) => drill_command(args),
+        Command::Serve(args) => serve::run(args),
         Command::Top(args) => top_command(args),
     }
 }

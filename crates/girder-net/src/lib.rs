@@ -9,3 +9,4 @@
 
 pub mod guard;
 pub mod resp;
+pub mod server;

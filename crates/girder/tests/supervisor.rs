@@ -134,6 +134,39 @@ async fn node_shutdown_stops_a_top_level_supervisor_tree_in_reverse_order() {
     assert_eq!(node.stats().restarts, 0, "nothing restarted during shutdown");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_ends_a_top_level_supervisor_which_ignores_exit_signals_from_strangers() {
+    let node = node();
+    let log = Log::new();
+    let sup = Supervisor::start(
+        &node,
+        SupervisorSpec::new(Strategy::OneForOne)
+            .child(Worker::new("a", &log).trapping().spec())
+            .child(Worker::new("b", &log).trapping().spec()),
+    )
+    .await
+    .unwrap();
+    log.clear();
+    // As in OTP, an exit signal from a process that is not its parent is ignored by
+    // a supervisor (it traps exits): the tree keeps running.
+    node.exit(sup.pid(), ExitReason::Shutdown);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        node.is_alive(sup.pid()),
+        "exit/2 from a stranger does not stop a supervisor"
+    );
+    let watch = node.watch(sup.pid());
+    node.stop(sup.pid(), ExitReason::Shutdown);
+    let reason = within("stop", watch).await;
+    assert_eq!(reason, ExitReason::Shutdown);
+    assert_eq!(
+        log.snapshot(),
+        ["terminate:b:shutdown", "terminate:a:shutdown"],
+        "gen_server:stop on a supervisor stops its children last started first"
+    );
+    all_gone(&node).await;
+}
+
 // ----- strategy × restart type × how the child ended -----
 
 /// What OTP predicts for the children `a` (permanent), `b` (the subject), `c`

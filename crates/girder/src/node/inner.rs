@@ -584,9 +584,15 @@ impl NodeInner {
     /// Asks one process to stop with `Shutdown`: through its loop if it traps exits
     /// (so `terminate` runs), at once otherwise.
     fn signal_shutdown(p: &dyn ProcessHandle) {
+        Self::stop_process(p, ExitReason::Shutdown);
+    }
+
+    /// `gen_server:stop`: a trapping process stops through its loop (running
+    /// `terminate`), any other is ended with `reason`.
+    pub(crate) fn stop_process(p: &dyn ProcessHandle, reason: ExitReason) {
         let core = p.core();
-        if !(core.traps_exits() && p.push_signal(Signal::Stop(ExitReason::Shutdown), false)) {
-            core.kill(ExitReason::Shutdown);
+        if !(core.traps_exits() && p.push_signal(Signal::Stop(reason.clone()), false)) {
+            core.kill(reason);
         }
     }
 

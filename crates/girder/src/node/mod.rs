@@ -147,6 +147,18 @@ impl Node {
         self.inner.exit_signal(None, pid, reason)
     }
 
+    /// Stops `pid` with `reason`, as OTP's `gen_server:stop/2` (`proc_lib:stop`):
+    /// a process trapping exits — a supervisor — stops after the message it is
+    /// handling and runs `terminate` (a supervisor first stops its children, last
+    /// started first); any other process is ended with `reason` at its next await
+    /// point. Unlike [`exit`](Node::exit), this also stops a top-level supervisor,
+    /// which (as in OTP) ignores exit signals from processes that are not its parent.
+    pub fn stop(&self, pid: Pid, reason: ExitReason) {
+        if let Some(p) = self.inner.table.get(pid) {
+            NodeInner::stop_process(&*p, reason);
+        }
+    }
+
     /// `true` while `pid` is a live process of this node.
     pub fn is_alive(&self, pid: Pid) -> bool {
         self.inner
