@@ -61,6 +61,32 @@ async fn running_handler_keeps_its_run_number_until_it_returns() {
     node.shutdown().await;
 }
 
+struct Waiter;
+impl Actor for Waiter {
+    type Msg = Duration;
+    async fn init(&mut self, ctx: &mut Ctx<Self>) -> Result<(), girder::ExitReason> {
+        ctx.exempt_from_watchdog();
+        Ok(())
+    }
+    async fn handle(&mut self, d: Duration, _ctx: &mut Ctx<Self>) -> Flow {
+        tokio::time::sleep(d).await;
+        Flow::Continue
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exempt_process_is_left_out_of_running_handlers() {
+    let node = Node::builder().build().unwrap();
+    let w = node.start(Waiter).await.unwrap();
+    let s = node.spawn(Sleeper).unwrap();
+    w.try_send(Duration::from_millis(300)).unwrap();
+    s.try_send(Msg::Sleep(Duration::from_millis(300))).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let running: Vec<_> = node.running_handlers().iter().map(|h| h.pid).collect();
+    assert_eq!(running, [s.pid()]);
+    node.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_installed_observer_gets_sampled_handler_and_call_timings() {
     let obs = Arc::new(Counting::default());

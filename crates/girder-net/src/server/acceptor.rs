@@ -97,6 +97,8 @@ impl Actor for Acceptor {
     type Msg = Accept;
 
     async fn init(&mut self, ctx: &mut Ctx<Self>) -> Result<(), ExitReason> {
+        // Its handler waits in `accept` by design: not a slow handler (girder-watch).
+        ctx.exempt_from_watchdog();
         ctx.addr()
             .try_send(Accept)
             .map_err(|_| ExitReason::custom("acceptor cannot start its loop"))

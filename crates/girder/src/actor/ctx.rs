@@ -154,6 +154,13 @@ impl<A: Actor> Ctx<A> {
         self.shared.core.trap_exit.store(trap, Ordering::Release);
     }
 
+    /// Leaves this process out of slow-handler watchdogs (girder-watch): for a
+    /// process whose handler waits by design — an acceptor awaiting connections —
+    /// rather than one doing long work that belongs in a task. Permanent.
+    pub fn exempt_from_watchdog(&self) {
+        self.shared.core.watchdog_exempt.store(true, Ordering::Relaxed);
+    }
+
     /// Sends an exit signal with `reason` to `pid` (OTP's `exit/2`): a trapping
     /// process handles it, a non-trapping one exits unless the reason is `Normal`.
     pub fn exit(&self, pid: Pid, reason: ExitReason) {

@@ -188,6 +188,9 @@ pub(crate) struct ProcessCore {
     /// starts (odd: running) and returns (even). Single writer, so a relaxed load and
     /// store, no read-modify-write. See `observe::hooks`.
     handler_seq: AtomicU64,
+    /// Watchdog hook: this process's handlers wait by design (an acceptor awaiting
+    /// connections); `running_handlers` leaves it out.
+    pub(crate) watchdog_exempt: AtomicBool,
     /// Set by stage behaviours: their demand and buffer counters.
     pub(crate) stage: std::sync::OnceLock<Arc<crate::stage::StageCounters>>,
     pub(crate) state: parking_lot::Mutex<CoreState>,
@@ -211,6 +214,7 @@ impl ProcessCore {
             stage: std::sync::OnceLock::new(),
             status: AtomicU8::new(ProcessState::Starting.as_u8()),
             handler_seq: AtomicU64::new(0),
+            watchdog_exempt: AtomicBool::new(false),
             state: parking_lot::Mutex::new(CoreState::default()),
         }
     }
@@ -239,8 +243,12 @@ impl ProcessCore {
         self.handler_seq.store(run, Ordering::Relaxed);
     }
 
-    /// Watchdog hook: the current handler run, if a handler is running.
+    /// Watchdog hook: the current handler run, if a handler is running (and the
+    /// process is not exempt).
     pub(crate) fn running_handler(&self) -> Option<u64> {
+        if self.watchdog_exempt.load(Ordering::Relaxed) {
+            return None;
+        }
         let run = self.handler_seq.load(Ordering::Relaxed);
         (run % 2 == 1).then_some(run)
     }
