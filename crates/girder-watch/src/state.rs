@@ -116,6 +116,7 @@ struct State {
     history: History,
     alerts: AlertBook,
     frame: Arc<str>,
+    stats: StatsResponse,
 }
 
 pub(crate) struct Shared {
@@ -183,6 +184,7 @@ impl Shared {
                 history: History::default(),
                 alerts: AlertBook::new(rules.resolved_kept, rules.max_subjects_per_rule),
                 frame: Arc::from("{}"),
+                stats: StatsResponse::default(),
             }),
             watchdog: Arc::new(Watchdog::new(cfg.watchdog.clone())),
             cfg,
@@ -389,7 +391,9 @@ impl Shared {
             alerts: st.alerts.view(10),
             slow: self.watchdog.reports().into_iter().take(10).collect(),
         };
-        let frame: Arc<str> = serde_json::to_string(&frame).expect("a frame serializes").into();
+        let text: Arc<str> = serde_json::to_string(&frame).expect("a frame serializes").into();
+        st.stats = frame.stats;
+        let frame = text;
         st.frame = frame.clone();
         if periodic {
             st.rates = rates;
@@ -406,9 +410,7 @@ impl Shared {
     }
 
     pub(crate) fn stats(&self) -> StatsResponse {
-        let st = self.state.lock();
-        let frame: Frame = serde_json::from_str(&st.frame).unwrap_or_default();
-        frame.stats
+        self.state.lock().stats.clone()
     }
 
     pub(crate) fn snapshot(&self) -> (Arc<Vec<ProcessInfo>>, u64) {
