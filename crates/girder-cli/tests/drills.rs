@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 /// Every drill, in the order `girder drill` runs them.
-const DRILLS: [&str; 11] = [
+const DRILLS: [&str; 12] = [
     "mailbox-flood",
     "wide-flood",
     "call-storm",
@@ -16,6 +16,7 @@ const DRILLS: [&str; 11] = [
     "task-per-item",
     "subtree-bomb",
     "chaos",
+    "slow-handler",
     "spawn-bomb",
 ];
 

@@ -357,8 +357,10 @@ pub struct LegitReport {
 }
 
 impl LegitClient {
-    /// Spawns the healthy actor on `node` and starts calling it.
+    /// Spawns the healthy actor on `node` and starts calling it. Also points
+    /// `--http`'s watch at `node` ([`super::observe`]).
     pub fn start(node: &Node) -> Result<Self, SpawnError> {
+        super::observe(node);
         let echo = node.spawn(Echo)?;
         let stop = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(legit_loop(echo, stop.clone()));

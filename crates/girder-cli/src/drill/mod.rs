@@ -24,6 +24,7 @@
 //! | `task-per-item` | one task per item of a huge list | [`task_per_item`] |
 //! | `subtree-bomb` | one subsystem exhausting the process table | [`subtree_bomb`] |
 //! | `chaos` | crashes under load | [`chaos`] |
+//! | `slow-handler` | long-running work inside a handler: the watchdog reports it, offloading fixes it | [`slow_handler`] |
 
 pub mod attack;
 pub mod call_storm;
@@ -34,6 +35,7 @@ pub mod mailbox_flood;
 pub mod measure;
 pub mod priority_under_flood;
 pub mod runaway_producer;
+pub mod slow_handler;
 pub mod spawn_bomb;
 pub mod subtree_bomb;
 pub mod task_per_item;
@@ -48,6 +50,31 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use measure::{fmt_bytes, fmt_us, micros, Checks, LagProbe, LegitReport, RssSampler};
+
+static WATCH: std::sync::Mutex<Option<girder_watch::WatchHandle>> = std::sync::Mutex::new(None);
+
+/// Serves the dashboard, `/metrics` and the API (`girder drill --http ADDR`) while
+/// the drills run: each drill's node is watched in turn (see [`observe`]).
+pub fn set_watch(watch: girder_watch::WatchHandle) {
+    *WATCH.lock().unwrap_or_else(|e| e.into_inner()) = Some(watch);
+}
+
+/// Stops the watch set with [`set_watch`], if any.
+pub async fn stop_watch() {
+    let w = WATCH.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(w) = w {
+        w.shutdown().await;
+    }
+}
+
+/// Points the watch (if `--http` asked for one) at a drill's node. Called by
+/// [`LegitClient::start`](measure::LegitClient::start), which every drill calls once
+/// its node is built.
+pub fn observe(node: &girder::Node) {
+    if let Some(w) = WATCH.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        w.observe(node.clone());
+    }
+}
 
 /// The default attack duration of each drill.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(5);
@@ -156,6 +183,11 @@ pub fn all() -> Vec<DrillSpec> {
             name: "chaos",
             about: "random kills and panics in a supervised service under load",
             run: |d| Box::pin(chaos::run(d)),
+        },
+        DrillSpec {
+            name: "slow-handler",
+            about: "handlers blocking for seconds (sleep, CPU): the watchdog names them; offloading fixes it",
+            run: |d| Box::pin(slow_handler::run(d)),
         },
         DrillSpec {
             name: "spawn-bomb",

@@ -175,6 +175,24 @@ impl<A: Actor> Addr<A> {
         request: impl FnOnce(Reply<R>) -> A::Msg,
         timeout: Duration,
     ) -> Result<R, CallError> {
+        // Watch hook (girder-watch, `observe::hooks`): 1 call in 64 per thread is
+        // timed when an observer is installed.
+        if crate::observe::hooks::sample_call() {
+            if let Some(o) = crate::observe::hooks::observer() {
+                let started = std::time::Instant::now();
+                let r = self.call_untimed(request, timeout).await;
+                o.call_finished(started.elapsed(), r.is_ok());
+                return r;
+            }
+        }
+        self.call_untimed(request, timeout).await
+    }
+
+    async fn call_untimed<R>(
+        &self,
+        request: impl FnOnce(Reply<R>) -> A::Msg,
+        timeout: Duration,
+    ) -> Result<R, CallError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let (tx, mut rx) = oneshot::channel();
         let env = self.envelope(request(Reply { tx }), Some(deadline));
@@ -220,16 +238,31 @@ impl<A: Actor> Addr<A> {
     }
 
     fn settle(&self, outcome: Push<A::Msg>) -> Result<(), SendError<A::Msg>> {
+        // Limit hits are logged rate-limited (`limit_event!`), in the cold branches only.
         match outcome {
-            Push::Queued | Push::Dropped => Ok(()),
-            Push::Full(m) => Err(SendError::Full(m)),
+            Push::Queued => Ok(()),
+            Push::Dropped => {
+                crate::limit_event!(debug, "mailbox full: message dropped by policy", pid = %self.pid());
+                Ok(())
+            }
+            Push::Full(m) => {
+                crate::limit_event!(debug, "mailbox full: message refused", pid = %self.pid());
+                Err(SendError::Full(m))
+            }
             Push::Kill(m) => {
+                crate::limit_event!(warn, "mailbox full: process killed (overflow policy Kill)", pid = %self.pid());
                 self.shared.core.kill(ExitReason::MailboxOverflow);
                 Err(SendError::Full(m))
             }
             Push::Closed(m) => Err(SendError::Closed(m)),
-            Push::TooLarge(m) => Err(SendError::TooLarge(m)),
-            Push::Budget(m) => Err(SendError::NodeBudget(m)),
+            Push::TooLarge(m) => {
+                crate::limit_event!(warn, "message refused: heavier than the mailbox's max_bytes", pid = %self.pid());
+                Err(SendError::TooLarge(m))
+            }
+            Push::Budget(m) => {
+                crate::limit_event!(warn, "message refused: node mailbox budget exhausted", pid = %self.pid());
+                Err(SendError::NodeBudget(m))
+            }
             Push::Wait(_) => unreachable!("a one-shot push never waits"),
         }
     }

@@ -204,6 +204,7 @@ impl<A: Actor> Ctx<A> {
                     .counters
                     .timer_refusals
                     .fetch_add(1, Ordering::Relaxed);
+                crate::limit_event!(warn, "timer refused: too many pending", pid = %self.pid(), limit);
                 return Err(TimerError::TooMany { limit });
             }
         }

@@ -44,6 +44,7 @@ pub(crate) fn spawn_actor<A: Actor>(
         node.counters
             .subtree_budget_refusals
             .fetch_add(1, Ordering::Relaxed);
+        crate::limit_event!(warn, "spawn refused: subtree budget exhausted", subtree = %subtree, limit);
         SpawnError::BudgetExhausted { subtree, limit }
     })?;
     let reservation = match node.reserve_slot(opts.use_reserve) {
@@ -168,11 +169,26 @@ pub(crate) fn panic_reason(payload: &(dyn Any + Send)) -> ExitReason {
 }
 
 /// Runs a handler future, turning a panic into `Stop(Panic)`.
-async fn guarded(fut: impl Future<Output = Flow>) -> Flow {
-    match AssertUnwindSafe(fut).catch_unwind().await {
+///
+/// Watch hooks (girder-watch, `observe::hooks`): marks the handler running for the
+/// watchdog (a relaxed load and store before and after) and times 1 run in 64 when
+/// an observer is installed.
+async fn guarded(core: &ProcessCore, fut: impl Future<Output = Flow>) -> Flow {
+    let run = core.handler_started();
+    let timed = if crate::observe::hooks::sample_handler(run) {
+        crate::observe::hooks::observer().map(|o| (o, std::time::Instant::now()))
+    } else {
+        None
+    };
+    let flow = match AssertUnwindSafe(fut).catch_unwind().await {
         Ok(flow) => flow,
         Err(payload) => Flow::Stop(panic_reason(&*payload)),
+    };
+    core.handler_finished();
+    if let Some((o, started)) = timed {
+        o.handler_finished(core.actor_type, started.elapsed());
     }
+    flow
 }
 
 /// The process task. A plain function returning an `async move` block (not an
@@ -222,7 +238,7 @@ async fn run_loop<A: Actor>(actor: &mut A, ctx: &mut Ctx<A>, init_reply: Option<
                         Ok(item) => item,
                         Err(_) => {
                             core.set_status(ProcessState::Running);
-                            match guarded(actor.handle_timeout(ctx)).await {
+                            match guarded(core, actor.handle_timeout(ctx)).await {
                                 Flow::Continue => continue,
                                 Flow::Stop(r) => break r,
                             }
@@ -245,11 +261,11 @@ async fn run_loop<A: Actor>(actor: &mut A, ctx: &mut Ctx<A>, init_reply: Option<
                     Flow::Continue
                 } else {
                     queue.note_handled(env.enqueued);
-                    guarded(actor.handle(env.msg, ctx)).await
+                    guarded(core, actor.handle(env.msg, ctx)).await
                 }
             }
             Item::Signal(Signal::Stop(r)) => break r,
-            Item::Signal(Signal::Wake(token)) => guarded(actor.handle_wake(token, ctx)).await,
+            Item::Signal(Signal::Wake(token)) => guarded(core, actor.handle_wake(token, ctx)).await,
             Item::Signal(Signal::Exit { from, reason, linked }) => {
                 if linked {
                     // Withdrawn by an unlink, or consumed: nothing to do.
@@ -269,7 +285,7 @@ async fn run_loop<A: Actor>(actor: &mut A, ctx: &mut Ctx<A>, init_reply: Option<
                     // process, after `terminate`.
                     break reason;
                 }
-                guarded(actor.handle_exit(from, reason, ctx)).await
+                guarded(core, actor.handle_exit(from, reason, ctx)).await
             }
             Item::Signal(Signal::Down(down)) => {
                 let active = core
@@ -281,7 +297,7 @@ async fn run_loop<A: Actor>(actor: &mut A, ctx: &mut Ctx<A>, init_reply: Option<
                 if !active {
                     continue;
                 }
-                guarded(actor.handle_down(down, ctx)).await
+                guarded(core, actor.handle_down(down, ctx)).await
             }
         };
         if let Flow::Stop(r) = flow {

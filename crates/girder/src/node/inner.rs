@@ -141,7 +141,7 @@ impl NodeInner {
         }
         self.table.reserve(use_reserve).map_err(|full| {
             self.counters.spawn_refusals.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(limit = full.limit, "spawn refused: process limit");
+            crate::limit_event!(warn, "spawn refused: process limit", limit = full.limit);
             SpawnError::ProcessLimit { limit: full.limit }
         })
     }
@@ -176,6 +176,7 @@ impl NodeInner {
         self.registry.insert(name.clone(), pid, alive).inspect_err(|e| {
             if matches!(e, RegistryError::Full { .. }) {
                 self.counters.name_refusals.fetch_add(1, Ordering::Relaxed);
+                crate::limit_event!(warn, "name refused: registry full", limit = self.registry.limit());
             }
         })?;
         st.name = Some(name);
@@ -506,7 +507,9 @@ impl NodeInner {
                 }
             }
         }
-        if !reason.is_clean() {
+        if reason == ExitReason::MailboxOverflow {
+            crate::limit_event!(warn, "process killed: mailbox overflow", %pid);
+        } else if !reason.is_clean() {
             tracing::debug!(%pid, %reason, "process exited");
         }
     }
@@ -557,6 +560,19 @@ impl NodeInner {
             s.expired += m.expired;
         }
         s
+    }
+
+    /// Watch hook: processes in a handler right now, with their handler run number.
+    pub(crate) fn running_handlers(&self) -> Vec<crate::observe::RunningHandler> {
+        self.table
+            .entries()
+            .iter()
+            .filter_map(|p| {
+                let core = p.core();
+                core.running_handler()
+                    .map(|run| crate::observe::RunningHandler { pid: core.pid, run })
+            })
+            .collect()
     }
 
     pub(crate) fn processes(&self) -> Vec<ProcessInfo> {

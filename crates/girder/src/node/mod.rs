@@ -220,6 +220,14 @@ impl Node {
         self.inner.processes()
     }
 
+    /// The processes running a handler right now, each with its handler run number:
+    /// the same pid and run in a later call means that handler has not returned in
+    /// between. For watchdogs (girder-watch reports handlers past a time budget).
+    /// Walks the live processes once; reads one atomic each.
+    pub fn running_handlers(&self) -> Vec<crate::observe::RunningHandler> {
+        self.inner.running_handlers()
+    }
+
     /// The snapshot of one process.
     pub fn process_info(&self, pid: Pid) -> Option<ProcessInfo> {
         self.inner.table.get(pid).map(|p| inner::info(&*p))

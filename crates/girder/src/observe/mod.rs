@@ -5,8 +5,19 @@
 //! the live processes' mailbox counters; [`Node::processes`](crate::Node::processes)
 //! returns one [`ProcessInfo`] per live process. Neither blocks senders for longer
 //! than one mailbox's critical section.
+//!
+//! For watchers (`girder-watch`): [`hooks`] reports running handlers and sampled
+//! timings; [`limit_event!`](crate::limit_event) logs limit hits, rate-limited.
+
+pub mod hooks;
+mod limit_log;
 
 use std::sync::Arc;
+
+pub use hooks::{set_observer, Observer, RunningHandler};
+#[doc(hidden)]
+pub use limit_log::__tracing;
+pub use limit_log::{fmt_count, LogLimiter, LOG_BURST, LOG_WINDOW};
 
 use crate::{MailboxStats, Pid, ProcessState};
 

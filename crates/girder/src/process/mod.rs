@@ -31,7 +31,7 @@ mod pid;
 pub(crate) mod table;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 pub(crate) use exit::Signal;
@@ -184,6 +184,10 @@ pub(crate) struct ProcessCore {
     pub(crate) actor_type: &'static str,
     pub(crate) trap_exit: AtomicBool,
     status: AtomicU8,
+    /// Watchdog hook (girder-watch): bumped by the process's own loop when a handler
+    /// starts (odd: running) and returns (even). Single writer, so a relaxed load and
+    /// store, no read-modify-write. See `observe::hooks`.
+    handler_seq: AtomicU64,
     /// Set by stage behaviours: their demand and buffer counters.
     pub(crate) stage: std::sync::OnceLock<Arc<crate::stage::StageCounters>>,
     pub(crate) state: parking_lot::Mutex<CoreState>,
@@ -206,6 +210,7 @@ impl ProcessCore {
             trap_exit: AtomicBool::new(false),
             stage: std::sync::OnceLock::new(),
             status: AtomicU8::new(ProcessState::Starting.as_u8()),
+            handler_seq: AtomicU64::new(0),
             state: parking_lot::Mutex::new(CoreState::default()),
         }
     }
@@ -216,6 +221,28 @@ impl ProcessCore {
 
     pub(crate) fn set_status(&self, s: ProcessState) {
         self.status.store(s.as_u8(), Ordering::Relaxed);
+    }
+
+    /// Watchdog hook: a handler starts. Returns its run number (odd). Called only by
+    /// the process's own loop.
+    #[inline]
+    pub(crate) fn handler_started(&self) -> u64 {
+        let run = self.handler_seq.load(Ordering::Relaxed) + 1;
+        self.handler_seq.store(run, Ordering::Relaxed);
+        run
+    }
+
+    /// Watchdog hook: the handler started last has returned.
+    #[inline]
+    pub(crate) fn handler_finished(&self) {
+        let run = self.handler_seq.load(Ordering::Relaxed) + 1;
+        self.handler_seq.store(run, Ordering::Relaxed);
+    }
+
+    /// Watchdog hook: the current handler run, if a handler is running.
+    pub(crate) fn running_handler(&self) -> Option<u64> {
+        let run = self.handler_seq.load(Ordering::Relaxed);
+        (run % 2 == 1).then_some(run)
     }
 
     pub(crate) fn traps_exits(&self) -> bool {

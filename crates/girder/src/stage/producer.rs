@@ -88,7 +88,6 @@ pub(crate) struct ProducerSide<E> {
     opts: ProducerOptions<E>,
     pub(crate) buffer: VecDeque<E>,
     pub(crate) counters: Arc<StageCounters>,
-    drops_logged: u64,
 }
 
 impl<E: Send + 'static> ProducerSide<E> {
@@ -99,7 +98,6 @@ impl<E: Send + 'static> ProducerSide<E> {
             opts,
             buffer: VecDeque::new(),
             counters,
-            drops_logged: 0,
         }
     }
 
@@ -235,16 +233,14 @@ impl<E: Send + 'static> ProducerSide<E> {
         }
         if dropped > 0 {
             StageCounters::add(&self.counters.dropped, dropped);
-            // Count every drop, log rarely: a flood must not become a log flood.
+            // Count every drop, log rate-limited: a flood must not become a log flood.
             let total = self.counters.dropped.load(std::sync::atomic::Ordering::Relaxed);
-            if total >= self.drops_logged.saturating_mul(2).max(1) {
-                self.drops_logged = total;
-                tracing::warn!(
-                    total_dropped = total,
-                    buffer_size = self.opts.buffer_size,
-                    "stage buffer full: dropping events"
-                );
-            }
+            crate::limit_event!(
+                warn,
+                "stage buffer full: dropping events",
+                total_dropped = total,
+                buffer_size = self.opts.buffer_size
+            );
         }
     }
 

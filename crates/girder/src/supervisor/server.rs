@@ -277,7 +277,7 @@ impl Supervisor {
                 .counters
                 .escalations
                 .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(supervisor = %ctx.pid(), "restart intensity exceeded: shutting down");
+            crate::limit_event!(warn, "restart intensity exceeded: shutting down", supervisor = %ctx.pid());
         }
         ok
     }
@@ -356,6 +356,7 @@ impl Supervisor {
                 .counters
                 .max_children_refusals
                 .fetch_add(1, Ordering::Relaxed);
+            crate::limit_event!(warn, "child refused: max_children", supervisor = %ctx.pid(), limit = self.spec.max_children);
             return Err(SupervisorError::MaxChildren {
                 limit: self.spec.max_children,
             });
