@@ -1,17 +1,19 @@
 //! actix 0.13 on its own runtime: one `actix::System` (a single-threaded tokio
-//! runtime on the main thread) plus, where a workload has a receiver, one extra
-//! `Arbiter` (a second thread) that hosts it, so sender and receiver run on two
-//! threads as on the 2 tokio workers the other systems get.
+//! runtime on the main thread). Actors are started with actix's default,
+//! `Actor::start()`, which places them on the current (System) arbiter, so actix runs
+//! every workload on one thread, senders and receivers alike; the one exception is
+//! the flood's slow actor, which gets an `Arbiter` (thread) of its own, since its 1 ms
+//! `thread::sleep` (actix handlers are synchronous) would otherwise stall the sender.
+//! `ACTIX_ARBITER=1` starts every receiver in an arbiter of its own instead (two
+//! threads, as the 2 tokio workers the other systems get).
 //!
-//! - tell: the counter is started in the extra arbiter (`start_in_arbiter`); the
-//!   senders run on the System thread with `do_send` (actix's fire-and-forget send: it
-//!   ignores the mailbox capacity, so it is unbounded), yielding every 256 sends.
-//! - request-reply: the server in the extra arbiter; `addr.send(..).await` (which
-//!   respects the default mailbox capacity of 16) from the System thread.
-//! - ping-pong and spawn: actix's default, `Actor::start()` on the current (System)
-//!   arbiter; the bouncers use `do_send`.
-//! - flood: the slow actor in the extra arbiter (its 1 ms `thread::sleep` would
-//!   otherwise stall the sender), `do_send` from the System thread.
+//! - tell: `do_send` (actix's fire-and-forget send: it ignores the mailbox capacity,
+//!   so it is unbounded), the senders yielding every 256 sends so two of them
+//!   interleave.
+//! - request-reply: `addr.send(..).await`, which respects the default mailbox
+//!   capacity (16) and returns the handler's result.
+//! - ping-pong: the bouncers `do_send` to each other.
+//! - flood: `do_send`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -119,6 +121,19 @@ impl Handler<M> for Slow {
     }
 }
 
+/// Starts an actor: on the System arbiter (actix's default, `Actor::start`), or in
+/// an arbiter (thread) of its own with `ACTIX_ARBITER=1`.
+fn start<A: Actor<Context = Context<A>> + Send>(make: impl FnOnce() -> A + Send + 'static) -> Addr<A> {
+    if std::env::var_os("ACTIX_ARBITER").is_some_and(|v| v == "1") {
+        let arb = Arbiter::new();
+        let addr = A::start_in_arbiter(&arb.handle(), move |_| make());
+        std::mem::forget(arb);
+        addr
+    } else {
+        make().start()
+    }
+}
+
 fn main() {
     let (w, n) = args();
     let sys = System::new();
@@ -126,9 +141,8 @@ fn main() {
         match w {
             Workload::Tell1to1 | Workload::Tell2to1 => {
                 let senders = if w == Workload::Tell1to1 { 1 } else { 2 };
-                let arb = Arbiter::new();
                 let (tx, rx) = oneshot::channel();
-                let addr = Counter::start_in_arbiter(&arb.handle(), move |_| Counter { left: n, done: Some(tx) });
+                let addr = start(move || Counter { left: n, done: Some(tx) });
                 let start = Instant::now();
                 for k in shares(n, senders) {
                     let addr = addr.clone();
@@ -145,8 +159,7 @@ fn main() {
                 emit_rate(SYS, w, n, start.elapsed());
             }
             Workload::RequestReply => {
-                let arb = Arbiter::new();
-                let s = Server::start_in_arbiter(&arb.handle(), |_| Server);
+                let s = start(|| Server);
                 let start = Instant::now();
                 for i in 0..n {
                     let r = s.send(Req(i)).await.expect("send");
