@@ -72,6 +72,19 @@ def main(path):
         cells = [fmt(med.get((s, w)), unit.get(w, "")) for s in systems]
         out.append(f"| {label} | " + " | ".join(cells) + " |")
     out.append("")
+    out.append("Spread across runs, (max − min) ÷ median (a noisy machine shows here first):")
+    out.append("")
+    out.append("| workload | " + " | ".join(systems) + " |")
+    out.append("|---|" + "---:|" * len(systems))
+    for w, label, _ in WORKLOADS:
+        if w == "flood" or not any((s, w) in med for s in systems):
+            continue
+        cells = []
+        for s in systems:
+            vs = [r["value"] for r in rows.get((s, w), [])]
+            cells.append(f"{(max(vs) - min(vs)) / med[(s, w)] * 100:.0f}%" if len(vs) > 1 and med[(s, w)] else "—")
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    out.append("")
     out.append("girder's advantage over each peer (median ÷ median, oriented so that > 1× means girder did better):")
     out.append("")
     out.append("| workload | " + " | ".join(f"vs {p}" for p in peers) + " |")
