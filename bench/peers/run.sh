@@ -24,7 +24,7 @@ systems="girder tokio actix ractor kameo beam"
 workloads="tell_1to1 tell_2to1 request_reply ping_pong spawn idle_rss flood"
 per_run_timeout=600
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-0}"; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
