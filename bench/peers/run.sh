@@ -7,6 +7,7 @@
 #   bench/peers/run.sh --runs 5        # rounds (medians are reported)
 #   bench/peers/run.sh --install-beam  # apt-get update && apt-get install erlang-nox first (root)
 #   bench/peers/run.sh --systems "girder tokio" --workloads "tell_1to1 ping_pong"
+#   PEERS_WORKERS=1 bench/peers/run.sh  # tokio workers and BEAM schedulers (default 2)
 #
 # Each round runs every workload for every system in turn, one process per workload
 # (clean RSS), rotating the order of the systems from round to round. Raw JSON lines
@@ -95,7 +96,8 @@ fi
 cmd_for() {
     local sys="$1" w="$2" n="$3"
     if [ "$sys" = beam ]; then
-        echo "erl -noshell +S 2:2 +P 2097152 -pa target/beam -run peers main $w $n"
+        local s="${PEERS_WORKERS:-2}"
+        echo "erl -noshell +S $s:$s +P 2097152 -pa target/beam -run peers main $w $n"
     else
         echo "target/release/$sys $w $n"
     fi

@@ -99,10 +99,12 @@ pub fn args() -> (Workload, u64) {
     (w, n)
 }
 
-/// The runtime every tokio-based system runs on: multi-thread, 2 workers.
+/// The runtime every tokio-based system runs on: multi-thread, 2 workers
+/// (`PEERS_WORKERS=N` for another count).
 pub fn runtime() -> tokio::runtime::Runtime {
+    let workers = std::env::var("PEERS_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .expect("tokio runtime")
