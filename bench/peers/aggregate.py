@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Aggregates the JSON lines of bench/peers/run.sh into markdown tables.
 
-    python3 aggregate.py results/RUN.jsonl
+    python3 aggregate.py results/RUN.jsonl [results/OTHER_RUN.jsonl ...]
+
+Several files are pooled (medians over all their runs).
 
 Medians per system x workload; then girder's advantage over each peer per workload
 (higher-is-better workloads: girder / peer; lower-is-better: peer / girder; so > 1
@@ -42,9 +44,10 @@ def fmt(v, unit):
     return f"{v:g} {unit}"
 
 
-def main(path):
+def main(paths):
     rows = defaultdict(list)  # (system, workload) -> [record]
-    for line in open(path):
+    lines = [line for path in paths for line in open(path)]
+    for line in lines:
         line = line.strip()
         if not line.startswith("{"):
             continue
@@ -148,6 +151,6 @@ def main(path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: aggregate.py RESULTS.jsonl")
-    main(sys.argv[1])
+    if len(sys.argv) < 2:
+        sys.exit("usage: aggregate.py RESULTS.jsonl [MORE.jsonl ...]")
+    main(sys.argv[1:])
