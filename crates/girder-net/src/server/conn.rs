@@ -277,19 +277,6 @@ impl Actor for Conn {
                     self.state.output.close(false);
                     return Flow::Stop(ExitReason::custom(why));
                 }
-                // A client that does not read its replies stops being read from.
-                let pause = self.shared.config.output.normal_pause_bytes;
-                if self.state.output.bytes() > pause && self.state.subs.load(Relaxed) == 0 {
-                    let idle = self.shared.config.idle_timeout();
-                    if tokio::time::timeout(idle, self.state.output.wait_below(pause))
-                        .await
-                        .is_err()
-                    {
-                        self.shared.counters.timeouts_idle(1);
-                        self.state.output.close(false);
-                        return Flow::Stop(ExitReason::Normal);
-                    }
-                }
                 Flow::Continue
             }
             ConnMsg::Close(Close::Protocol(msg)) => {
@@ -377,6 +364,16 @@ async fn read_loop(
         } else {
             None
         };
+        // A client that does not read its replies is not read from (its requests
+        // wait in the socket; TCP pushes back), for at most the idle timeout.
+        let pause = cfg.output.normal_pause_bytes;
+        if state.output.bytes() > pause && state.subs.load(Relaxed) == 0 {
+            let waited = tokio::time::timeout(cfg.idle_timeout(), state.output.wait_below(pause)).await;
+            if waited.is_err() {
+                shared.counters.timeouts_idle(1);
+                return Close::Timeout;
+            }
+        }
         let ready = match deadline {
             Some((at, kind)) => match tokio::time::timeout_at(at.into(), rd.readable()).await {
                 Ok(r) => r,
