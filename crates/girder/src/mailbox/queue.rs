@@ -529,8 +529,13 @@ impl<M> Queue<M> {
     }
 
     /// Records that a message taken out was handled.
+    ///
+    /// This and the other `note_*` counters have one writer, the process loop (a
+    /// task is polled by one thread at a time), so they are bumped with a plain load
+    /// and store: no locked read-modify-write on the receive path. Readers (`stats`)
+    /// see every update eventually, as with a relaxed `fetch_add`.
     pub(crate) fn note_handled(&self, enqueued: Option<std::time::Instant>) {
-        self.handled.fetch_add(1, Ordering::Relaxed);
+        bump(&self.handled, 1);
         if let Some(t) = enqueued {
             self.note_wait(t);
         }
@@ -538,14 +543,16 @@ impl<M> Queue<M> {
 
     /// Records that a call taken out had already expired and was dropped unhandled.
     pub(crate) fn note_expired(&self) {
-        self.expired.fetch_add(1, Ordering::Relaxed);
+        bump(&self.expired, 1);
     }
 
     fn note_wait(&self, t: std::time::Instant) {
         let ns = t.elapsed().as_nanos().min(u64::MAX as u128) as u64;
-        self.wait_samples.fetch_add(1, Ordering::Relaxed);
-        self.wait_total_ns.fetch_add(ns, Ordering::Relaxed);
-        self.wait_max_ns.fetch_max(ns, Ordering::Relaxed);
+        bump(&self.wait_samples, 1);
+        bump(&self.wait_total_ns, ns);
+        if ns > self.wait_max_ns.load(Ordering::Relaxed) {
+            self.wait_max_ns.store(ns, Ordering::Relaxed);
+        }
     }
 
     /// Closes the mailbox: later sends get `Closed`, waiting senders are woken to see
@@ -611,6 +618,12 @@ impl<M> Queue<M> {
             overflow: self.config.get_overflow(),
         }
     }
+}
+
+/// Adds to a counter that only one thread writes at a time.
+#[inline]
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
 /// Loom models of the queue's concurrency. Run with `scripts/loom.sh`.
