@@ -284,7 +284,13 @@ impl Actor for Conn {
                 ))
                 .await
             }
-            ConnMsg::Close(Close::Eof | Close::Timeout | Close::Io) => {
+            ConnMsg::Close(Close::Eof) => {
+                // The client shut down its side after its requests: their replies
+                // (queued by now, the mailbox is in order) still go out, then EOF.
+                self.state.output.close(true);
+                Flow::Stop(ExitReason::Normal)
+            }
+            ConnMsg::Close(Close::Timeout | Close::Io) => {
                 self.state.output.close(false);
                 Flow::Stop(ExitReason::Normal)
             }
@@ -369,6 +375,11 @@ async fn read_loop(
             buf.reserve(16 << 10);
         }
         match rd.try_read_buf(&mut buf) {
+            Ok(0) if parser.in_request(&buf) => {
+                return Close::Protocol(
+                    "Protocol error: unexpected end of stream in the middle of a request".into(),
+                )
+            }
             Ok(0) => return Close::Eof,
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
