@@ -267,6 +267,24 @@ async fn handshake_request_and_idle_timeouts() {
     assert!(read_all(&mut idle).await.is_empty());
     wait_for(&server, "an idle timeout", |s| s.counters.timeouts_idle == 1).await;
 
+    // Subscribed connections are exempt from the idle timeout (as in Redis).
+    let mut sub = connect(addr).await;
+    sub.write_all(b"SUBSCRIBE ch\r\n").await.unwrap();
+    let want = b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n";
+    let mut buf = vec![0u8; want.len()];
+    tokio::time::timeout(PATIENCE, sub.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..], &want[..]);
+    let mut one = [0u8; 1];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1200), sub.read(&mut one))
+            .await
+            .is_err(),
+        "a subscriber was closed while idle"
+    );
+
     let c = server.stats().counters;
     assert_eq!(
         (c.timeouts_handshake, c.timeouts_request, c.timeouts_idle),

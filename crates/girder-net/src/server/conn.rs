@@ -345,28 +345,32 @@ async fn read_loop(
     let mut request_started: Option<Instant> = None;
     let mut last_request = Instant::now();
     loop {
-        let deadline = if !got_first {
-            Some((state.created + cfg.handshake_timeout(), 0))
+        // Whether the connection is subscribed is checked when the idle deadline
+        // fires, not when the wait begins: a `SUBSCRIBE` just handed on has not
+        // taken effect yet when the reader comes back here.
+        let (at, kind) = if !got_first {
+            (state.created + cfg.handshake_timeout(), 0)
         } else if let Some(t) = request_started {
-            Some((t + cfg.request_timeout(), 1))
-        } else if state.subs.load(Relaxed) == 0 {
-            Some((last_request + cfg.idle_timeout(), 2))
+            (t + cfg.request_timeout(), 1)
         } else {
-            None
+            (last_request + cfg.idle_timeout(), 2)
         };
-        let ready = match deadline {
-            Some((at, kind)) => match tokio::time::timeout_at(at.into(), rd.readable()).await {
-                Ok(r) => r,
-                Err(_) => {
-                    match kind {
-                        0 => shared.counters.timeouts_handshake(1),
-                        1 => shared.counters.timeouts_request(1),
-                        _ => shared.counters.timeouts_idle(1),
+        let ready = match tokio::time::timeout_at(at.into(), rd.readable()).await {
+            Ok(r) => r,
+            Err(_) => {
+                match kind {
+                    0 => shared.counters.timeouts_handshake(1),
+                    1 => shared.counters.timeouts_request(1),
+                    _ if state.subs.load(Relaxed) > 0 => {
+                        // Subscribed connections are exempt (as in Redis): look
+                        // again after another idle period.
+                        last_request = Instant::now();
+                        continue;
                     }
-                    return Close::Timeout;
+                    _ => shared.counters.timeouts_idle(1),
                 }
-            },
-            None => rd.readable().await,
+                return Close::Timeout;
+            }
         };
         if ready.is_err() {
             return Close::Io;
