@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Installs the outside tools the test suite drives, when missing (Debian, as root):
-#   redis-cli, redis-benchmark  (redis-tools)       girder-net's real-client tests
-#   chromium, chromedriver      (chromium, chromium-driver)  girder-watch's dashboard test
-#   script                      (bsdutils)          girder top's pty test
+#   redis-cli, redis-benchmark  (redis-tools)            girder-net's real-client tests
+#   chromium, chromedriver      (chromium chromium-driver) the dashboard's browser test
 # Tests that need a tool skip on a developer machine without it, but fail when CI=true.
 set -euo pipefail
 need=()
@@ -10,7 +9,6 @@ command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
-command -v script >/dev/null 2>&1 || need+=(bsdutils)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

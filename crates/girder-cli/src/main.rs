@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! girder drill [NAME...] [--json] [--list] [--duration-ms N] [--http ADDR [--http-token T]]
-//! girder serve [--config FILE] [--bind ADDR] [--port PORT] [--requirepass PW] [--max-connections N]
+//! girder serve [--config FILE] [--bind ADDR] [--port PORT] [--requirepass PW] [--max-connections N] [--http ADDR]
 //! girder top --addr HOST:PORT [--token T] [--sort KEY]
 //! ```
 //!

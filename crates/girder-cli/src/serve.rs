@@ -1,20 +1,13 @@
 //! `girder serve`: the RESP pub/sub server on a girder node.
-//!
-//! With `--http ADDR` (or a `[watch]` table in the `--config` file: see
-//! [`girder_watch::WatchConfig`]) it also serves the watch endpoint: the live
-//! dashboard, `/metrics` (the node's figures and the server's `girder_net_*`
-//! counters), the JSON API and `/alerts`; the server's own figures (connections,
-//! caps, refusals, bans, breaker, protocol errors) appear under `extra`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use clap::Args;
 use girder::Node;
-use girder_net::server::{Server, ServerConfig};
+use girder_net::server::{ConfigError, Server, ServerConfig};
 use girder_watch::{Watch, WatchConfig};
 
 /// Flags of `girder serve`. Every other limit is a setting of the `--config` TOML
@@ -45,71 +38,75 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub max_processes: Option<usize>,
 
-    /// Serve the live dashboard, /metrics, the JSON API and /alerts on ADDR (e.g.
-    /// 127.0.0.1:7979). Also turned on by a [watch] table in the config file.
-    #[arg(long, value_name = "ADDR")]
+    /// Serve the live dashboard, /metrics (Prometheus) and the JSON API on ADDR
+    /// [default: 127.0.0.1:7979; the [watch] section of --config may set it].
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_http")]
     pub http: Option<SocketAddr>,
 
-    /// Bearer token the --http endpoint wants (or `token` in [watch]).
+    /// Bearer token the HTTP endpoint wants on every route (the page takes ?token=).
     #[arg(long, value_name = "TOKEN")]
     pub http_token: Option<String>,
+
+    /// No HTTP endpoint.
+    #[arg(long)]
+    pub no_http: bool,
 }
 
 /// Every setting and its default, as TOML, for `--help`.
 pub fn defaults_help() -> String {
-    let toml = toml::to_string_pretty(&ServerConfig::default()).unwrap_or_default();
-    let watch = toml::to_string_pretty(&std::collections::BTreeMap::from([(
-        "watch",
-        WatchConfig::default(),
-    )]))
-    .unwrap_or_default();
+    let server = toml::to_string_pretty(&ServerConfig::default()).unwrap_or_default();
+    let watch = toml::to_string_pretty(&WatchConfig::default()).unwrap_or_default();
     format!(
-        "Settings (a --config file may set any of them; shown with their defaults):\n\n{toml}\n\
-         Durations are in milliseconds (the *_ms settings), sizes in bytes.\n\n\
-         The watch endpoint (dashboard, /metrics, API, alerts) is on when the file has a \
-         [watch] table or --http is given; its settings and defaults:\n\n{watch}"
+        "Settings (a --config file may set any of them; shown with their defaults):\n\n{server}\n\
+         [watch]   # the HTTP endpoint: dashboard, /metrics, /api/*, /alerts\n{watch}\n\
+         Durations are in milliseconds (the *_ms settings), sizes in bytes."
     )
 }
 
-/// Splits a config file into the server's settings and the optional `[watch]`
-/// table.
-fn split_watch(text: &str) -> Result<(String, Option<WatchConfig>), String> {
-    let mut table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+/// The server's and the watch's settings from one TOML file: the `[watch]` table is
+/// the watch's, everything else the server's.
+fn from_file(path: &std::path::Path) -> Result<(ServerConfig, Option<WatchConfig>), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the configuration file {}: {e}", path.display()))?;
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("invalid configuration file: {e}"))?;
     let watch = match table.remove("watch") {
+        Some(w) => Some(
+            w.try_into::<WatchConfig>()
+                .map_err(|e| format!("invalid configuration file: [watch]: {e}"))?,
+        ),
         None => None,
-        Some(v) => Some(v.try_into::<WatchConfig>().map_err(|e| format!("[watch]: {e}"))?),
     };
-    let rest = toml::to_string(&table).map_err(|e| e.to_string())?;
-    Ok((rest, watch))
+    let server = ServerConfig::from_toml_str(&toml::to_string(&table).map_err(|e| e.to_string())?)
+        .map_err(|e: ConfigError| e.to_string())?;
+    Ok((server, watch))
 }
 
 /// Builds the configuration from the file and the flags.
-fn config(args: &ServeArgs) -> Result<(ServerConfig, Option<WatchConfig>), String> {
+#[cfg(test)]
+fn config(args: &ServeArgs) -> Result<ServerConfig, String> {
+    Ok(configs(args)?.0)
+}
+
+/// The server's and (unless `--no-http`) the watch's configuration.
+fn configs(args: &ServeArgs) -> Result<(ServerConfig, Option<WatchConfig>), String> {
     let (mut cfg, file_watch) = match &args.config {
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let (rest, watch) = split_watch(&text)?;
-            (
-                ServerConfig::from_toml_str(&rest).map_err(|e| e.to_string())?,
-                watch,
-            )
-        }
+        Some(path) => from_file(path)?,
         None => (ServerConfig::default(), None),
     };
-    let mut watch = file_watch;
-    if args.http.is_some() || args.http_token.is_some() {
-        let w = watch.get_or_insert_with(WatchConfig::default);
-        if let Some(addr) = args.http {
-            w.bind = addr;
+    let watch = if args.no_http {
+        None
+    } else {
+        let mut w = file_watch.unwrap_or_default();
+        if let Some(a) = args.http {
+            w.bind = a;
         }
-        if let Some(t) = &args.http_token {
-            w.token = Some(t.clone());
+        if args.http_token.is_some() {
+            w.token = args.http_token.clone();
         }
-    }
-    if let Some(w) = &watch {
-        w.validate().map_err(|e| e.to_string())?;
-    }
+        Some(w)
+    };
     if let Some(b) = args.bind {
         cfg.bind = b;
     }
@@ -135,7 +132,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
-    let (cfg, watch) = match config(&args) {
+    let (cfg, watch) = match configs(&args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("girder serve: {e}");
@@ -154,10 +151,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
     code
 }
 
-async fn serve(cfg: ServerConfig, watch_cfg: Option<WatchConfig>, max_processes: Option<usize>) -> ExitCode {
-    if watch_cfg.is_some() {
-        // Before the server starts: its counters go through the metrics facade as
-        // they happen, and what is emitted before a recorder is installed is lost.
+async fn serve(cfg: ServerConfig, watch: Option<WatchConfig>, max_processes: Option<usize>) -> ExitCode {
+    // Counters emitted before the watch starts must reach its recorder.
+    if watch.is_some() {
         girder_watch::metrics::install_recorder();
     }
     let mut builder = Node::builder();
@@ -172,36 +168,38 @@ async fn serve(cfg: ServerConfig, watch_cfg: Option<WatchConfig>, max_processes:
         }
     };
     let server = match Server::start(&node, cfg).await {
-        Ok(s) => Arc::new(s),
+        Ok(s) => s,
         Err(e) => {
             eprintln!("girder serve: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let watch = match watch_cfg {
-        None => None,
-        Some(wc) => {
-            let weak = Arc::downgrade(&server);
-            match Watch::builder(node.clone())
-                .config(wc)
-                .extra(Arc::new(move || front_door(&weak)))
+    let watch = match watch {
+        Some(w) => {
+            let source = server.stats_source();
+            let started = Watch::builder(node.clone())
+                .config(w)
+                .extra(std::sync::Arc::new(move || {
+                    serde_json::to_value(source.stats()).unwrap_or(serde_json::Value::Null)
+                }))
                 .start()
-                .await
-            {
-                Ok(w) => {
-                    tracing::info!("girder serve: watch endpoint on http://{}/", w.local_addr());
-                    Some(w)
+                .await;
+            match started {
+                Ok(h) => {
+                    tracing::info!(
+                        "girder serve: dashboard, /metrics and API on http://{}/",
+                        h.local_addr()
+                    );
+                    Some(h)
                 }
                 Err(e) => {
-                    eprintln!("girder serve: {e}");
-                    if let Ok(s) = Arc::try_unwrap(server) {
-                        s.shutdown().await;
-                    }
-                    node.shutdown().await;
+                    eprintln!("girder serve: {e} (or pass --no-http)");
+                    server.shutdown().await;
                     return ExitCode::FAILURE;
                 }
             }
         }
+        None => None,
     };
     let c = server.config();
     tracing::info!(
@@ -219,11 +217,7 @@ async fn serve(cfg: ServerConfig, watch_cfg: Option<WatchConfig>, max_processes:
     if let Some(w) = watch {
         w.shutdown().await;
     }
-    // The watch held the server only weakly: this is the last strong reference.
-    match Arc::try_unwrap(server) {
-        Ok(s) => s.shutdown().await,
-        Err(_) => tracing::warn!("girder serve: the server is still referenced; stopping the node"),
-    }
+    server.shutdown().await;
     let report = node.shutdown().await;
     tracing::info!(
         stopped = report.stopped,
@@ -231,20 +225,6 @@ async fn serve(cfg: ServerConfig, watch_cfg: Option<WatchConfig>, max_processes:
         "girder serve stopped"
     );
     ExitCode::SUCCESS
-}
-
-/// The front door's figures for the watch (`extra` in `/api/stats` and the page),
-/// and its levels as gauges (its counters are emitted as they happen).
-fn front_door(server: &Weak<Server>) -> serde_json::Value {
-    let Some(server) = server.upgrade() else {
-        return serde_json::Value::Null;
-    };
-    let st = server.stats();
-    metrics::gauge!("girder_net_connections").set(st.connections as f64);
-    metrics::gauge!("girder_net_max_connections").set(st.max_connections as f64);
-    metrics::gauge!("girder_net_peers").set(st.peers as f64);
-    metrics::gauge!("girder_net_output_bytes").set(st.output_bytes as f64);
-    serde_json::json!({ "front_door": st })
 }
 
 async fn wait_for_signal() -> &'static str {
@@ -274,6 +254,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn one_file_configures_the_server_and_the_watch() {
+        let dir = std::env::temp_dir().join(format!("girder-serve-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("girder.toml");
+        std::fs::write(
+            &path,
+            "port = 7001\n[rate]\nstrikes = 10\n[watch]\nbind = \"127.0.0.1:0\"\ntop_n = 3\n",
+        )
+        .unwrap();
+        let (server, watch) = from_file(&path).unwrap();
+        assert_eq!((server.port, server.rate.strikes), (7001, 10));
+        assert_eq!(watch.unwrap().top_n, 3);
+        std::fs::write(&path, "[watch]\ntop_nn = 3\n").unwrap();
+        assert!(from_file(&path).unwrap_err().contains("top_nn"));
+        std::fs::write(&path, "[keyspace]\nshards = 0\n").unwrap();
+        assert!(from_file(&path).unwrap_err().contains("keyspace.shards"));
+    }
+
+    #[test]
     fn flags_override_the_file_and_bad_values_name_the_setting() {
         let args = ServeArgs {
             config: None,
@@ -284,46 +283,10 @@ mod tests {
             max_processes: None,
             http: None,
             http_token: None,
+            no_http: false,
         };
         let e = config(&args).unwrap_err();
         assert!(e.contains("max_connections"), "{e}");
-    }
-
-    #[test]
-    fn a_watch_table_turns_the_endpoint_on_and_flags_override_it() {
-        let dir = std::env::temp_dir().join(format!("girder-serve-watch-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("serve.toml");
-        std::fs::write(
-            &file,
-            "port = 7002\n[watch]\nbind = \"127.0.0.1:7990\"\n[watch.rules]\nmailbox_fill = { above = 0.5, for_secs = 1 }\n",
-        )
-        .unwrap();
-        let mut args = ServeArgs {
-            config: Some(file.clone()),
-            bind: None,
-            port: None,
-            requirepass: None,
-            max_connections: None,
-            max_processes: None,
-            http: None,
-            http_token: Some("t".into()),
-        };
-        let (cfg, watch) = config(&args).unwrap();
-        assert_eq!(cfg.port, 7002);
-        let w = watch.expect("[watch] turns it on");
-        assert_eq!(w.bind.port(), 7990);
-        assert_eq!(w.rules.mailbox_fill.above, 0.5);
-        assert_eq!(w.token.as_deref(), Some("t"));
-        std::fs::write(&file, "[watch]\nbogus = 1\n").unwrap();
-        assert!(config(&args).unwrap_err().contains("bogus"));
-        std::fs::write(&file, "port = 7003\n").unwrap();
-        args.http_token = None;
-        assert!(
-            config(&args).unwrap().1.is_none(),
-            "off without [watch] or --http"
-        );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -337,7 +300,6 @@ mod tests {
             "[breaker]",
             "[dedup]",
             "[limits]",
-            "[watch]",
         ] {
             assert!(h.contains(s), "{s} missing from:\n{h}");
         }

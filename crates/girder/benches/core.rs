@@ -21,6 +21,11 @@
 //! Throughput groups report elements (messages, calls, processes) per second: one
 //! criterion iteration is one message, call or process, so `iters` of them are
 //! timed per sample with `iter_custom`.
+//!
+//! Each group runs girder and its floor back to back on the same runtime, so the
+//! ratio within one run is the figure to compare. `examples/hotpath.rs` runs the same
+//! cases in one process and prints the ratios directly; it is also the binary to give
+//! `valgrind --tool=callgrind` or `perf record`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -181,8 +181,10 @@ async fn send_timeout_hands_the_message_back_and_counts_the_refusal() {
     // An error other than a timeout is reported as itself, not as a timeout.
     gate.open();
     expect_log(&mut log, &[1]).await;
+    // Watch first: a watch set after the exit reports `NoProc`, as a monitor does.
+    let watch = node.watch(s.pid());
     node.kill(s.pid());
-    assert_eq!(node.watch(s.pid()).await, ExitReason::Killed);
+    assert_eq!(watch.await, ExitReason::Killed);
     assert!(matches!(
         s.send_timeout(M::N(3), Duration::from_millis(20)).await,
         Err(SendError::Closed(_))

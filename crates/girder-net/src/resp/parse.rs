@@ -23,7 +23,8 @@ pub struct Limits {
     pub max_bulk_len: usize,
     /// Most arguments in one request, the command name included.
     pub max_args: usize,
-    /// Longest inline command line, and longest header line.
+    /// Longest inline command line (header lines of multibulk requests have their
+    /// own fixed bound: 21 bytes, the longest a valid one can be).
     pub max_inline_len: usize,
 }
 
@@ -223,8 +224,7 @@ impl Parser {
                             }
                             let before = buf.len();
                             let limits = self.limits;
-                            let Some(len) = header_line(buf, &limits, ProtocolError::InvalidBulkLength)?
-                            else {
+                            let Some(len) = header_line(buf, ProtocolError::InvalidBulkLength)? else {
                                 return Ok(None);
                             };
                             if len < 0 {
@@ -266,7 +266,7 @@ impl Parser {
     }
 
     fn header(&self, buf: &mut BytesMut, invalid: ProtocolError) -> Result<Option<i64>, ProtocolError> {
-        header_line(buf, &self.limits, invalid)
+        header_line(buf, invalid)
     }
 
     /// One inline command line, split into arguments; `None` if the line is not
@@ -301,15 +301,18 @@ fn find_lf(buf: &[u8]) -> Option<usize> {
     buf.iter().position(|&b| b == b'\n')
 }
 
+/// The longest header line that can be valid, up to its `\n`: `*`, `-`, 18 digits,
+/// `\r`.
+const MAX_HEADER_LINE: usize = 21;
+
 /// Parses a `*n\r\n` or `$n\r\n` header line at the start of `buf`, consuming it.
-fn header_line(
-    buf: &mut BytesMut,
-    limits: &Limits,
-    invalid: ProtocolError,
-) -> Result<Option<i64>, ProtocolError> {
+///
+/// A line that cannot be a valid header is refused as `invalid` whether or not its
+/// `\n` has arrived, so the outcome never depends on how the bytes were split.
+fn header_line(buf: &mut BytesMut, invalid: ProtocolError) -> Result<Option<i64>, ProtocolError> {
     let Some(nl) = find_lf(buf) else {
-        if buf.len() > limits.max_inline_len {
-            return Err(ProtocolError::InlineTooLong);
+        if buf.len() > MAX_HEADER_LINE {
+            return Err(invalid);
         }
         return Ok(None);
     };
@@ -553,6 +556,38 @@ mod tests {
             parse_all(b"*99999999999999999999\r\n", l),
             Err(ProtocolError::InvalidMultibulkLength)
         );
+    }
+
+    /// Found by the fuzzer: a header line was refused for `max_inline_len` only while
+    /// its `\n` had not arrived, so `*-1\r\n` with a small `max_inline_len` passed
+    /// whole and failed a byte at a time. Header lines now have their own bound.
+    #[test]
+    fn header_lines_do_not_depend_on_the_split() {
+        let l = Limits {
+            max_inline_len: 2,
+            ..Limits::default()
+        };
+        let bytewise = |input: &[u8]| {
+            let mut p = Parser::new(l);
+            let mut buf = BytesMut::new();
+            let mut out = Vec::new();
+            for b in input {
+                buf.extend_from_slice(&[*b]);
+                while let Some(r) = p.next(&mut buf)? {
+                    out.push(r);
+                }
+            }
+            Ok::<_, ProtocolError>(out)
+        };
+        let input = b"*-1\r\n*1\r\n$10\r\n0123456789\r\n";
+        assert_eq!(parse_all(input, l), Ok(vec![args(&["0123456789"])]));
+        assert_eq!(bytewise(input), Ok(vec![args(&["0123456789"])]));
+        let long = b"*0000000000000000000001\r\n";
+        assert_eq!(parse_all(long, l), Err(ProtocolError::InvalidMultibulkLength));
+        assert_eq!(bytewise(long), Err(ProtocolError::InvalidMultibulkLength));
+        let long = b"*1\r\n$-000000000000000001\r\n";
+        assert_eq!(parse_all(long, l), Err(ProtocolError::InvalidBulkLength));
+        assert_eq!(bytewise(long), Err(ProtocolError::InvalidBulkLength));
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //! `max_connections` cap, the per-peer cap, and a connection process that cannot be
 //! spawned (process limit, subtree budget, `MaxChildren`) all get a short refusal the
 //! client understands, and are counted.
+//!
+//! An acceptor's `accept` loop is a task it owns, handing each socket to the process
+//! with an awaiting send into a small mailbox: the process never blocks in a handler
+//! (the watchdog stays quiet, signals are handled at once), and when admission falls
+//! behind, the loop stops accepting and the kernel's backlog holds the rest.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,15 +21,51 @@ use super::{Refuse, Shared};
 
 pub(crate) struct Acceptor {
     shared: Arc<Shared>,
+    accept_loop: Option<tokio::task::JoinHandle<()>>,
 }
 
-pub(crate) struct Accept;
+/// An accepted socket.
+pub(crate) struct Accepted(TcpStream, std::net::SocketAddr);
 
-impl Weight for Accept {}
+impl Weight for Accepted {}
+
+/// The acceptor's mailbox: a few sockets waiting for admission.
+pub(crate) fn mailbox() -> girder::Mailbox {
+    girder::Mailbox::bounded(8).overflow(girder::Overflow::Backpressure)
+}
+
+impl Drop for Acceptor {
+    fn drop(&mut self) {
+        if let Some(t) = self.accept_loop.take() {
+            t.abort();
+        }
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, addr: girder::Addr<Acceptor>) {
+    loop {
+        match shared.listener.accept().await {
+            Ok((stream, peer)) => {
+                if addr.send(Accepted(stream, peer)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                shared.counters.accept_errors(1);
+                tracing::warn!(error = %e, "accept failed");
+                // Out of file descriptors and the like: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
 
 impl Acceptor {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Acceptor { shared }
+        Acceptor {
+            shared,
+            accept_loop: None,
+        }
     }
 
     async fn admit(&self, stream: TcpStream, peer: std::net::SocketAddr) {
@@ -94,29 +135,15 @@ fn refuse(stream: &TcpStream, line: &str) {
 }
 
 impl Actor for Acceptor {
-    type Msg = Accept;
+    type Msg = Accepted;
 
     async fn init(&mut self, ctx: &mut Ctx<Self>) -> Result<(), ExitReason> {
-        // Its handler waits in `accept` by design: not a slow handler (girder-watch).
-        ctx.exempt_from_watchdog();
-        ctx.addr()
-            .try_send(Accept)
-            .map_err(|_| ExitReason::custom("acceptor cannot start its loop"))
+        self.accept_loop = Some(tokio::spawn(accept_loop(self.shared.clone(), ctx.addr())));
+        Ok(())
     }
 
-    async fn handle(&mut self, _: Accept, ctx: &mut Ctx<Self>) -> Flow {
-        match self.shared.listener.accept().await {
-            Ok((stream, peer)) => self.admit(stream, peer).await,
-            Err(e) => {
-                self.shared.counters.accept_errors(1);
-                tracing::warn!(error = %e, "accept failed");
-                // Out of file descriptors and the like: back off instead of spinning.
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-        match ctx.addr().try_send(Accept) {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Stop(ExitReason::custom("acceptor lost its loop")),
-        }
+    async fn handle(&mut self, Accepted(stream, peer): Accepted, _ctx: &mut Ctx<Self>) -> Flow {
+        self.admit(stream, peer).await;
+        Flow::Continue
     }
 }

@@ -95,11 +95,14 @@ pub(crate) async fn run(conn: &mut Conn, ctx: &mut Ctx<Conn>, args: Vec<Bytes>) 
             }
         }
         "reset" => {
+            // As Redis: leaves pub/sub mode without confirmations (the one reply is
+            // `+RESET`) and deauthenticates the connection.
             if subscribed {
                 let _ = conn.flush().await;
                 unsubscribe(conn, Vec::new(), false, true).await;
                 unsubscribe(conn, Vec::new(), true, true).await;
             }
+            conn.authed = conn.shared.config.requirepass.is_none();
             resp::simple(&mut conn.out, "RESET");
         }
         "command" => command(conn, &args),
@@ -502,7 +505,8 @@ async fn subscribe(conn: &mut Conn, ctx: &mut Ctx<Conn>, names: Vec<Bytes>, patt
     }
 }
 
-/// Confirmations are queued by the registry (or, when it is unreachable, here).
+/// Confirmations are queued by the registry (or, when it is unreachable, here);
+/// `quiet` (for `RESET`) sends none and no error.
 async fn unsubscribe(conn: &mut Conn, names: Vec<Bytes>, pattern: bool, quiet: bool) {
     let Some(addr) = conn.shared.pubsub.read().clone() else {
         if !quiet {
@@ -518,6 +522,7 @@ async fn unsubscribe(conn: &mut Conn, names: Vec<Bytes>, pattern: bool, quiet: b
                 conn: state,
                 names,
                 pattern,
+                notify: !quiet,
                 reply: r,
             },
             timeout,

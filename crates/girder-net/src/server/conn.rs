@@ -277,19 +277,6 @@ impl Actor for Conn {
                     self.state.output.close(false);
                     return Flow::Stop(ExitReason::custom(why));
                 }
-                // A client that does not read its replies stops being read from.
-                let pause = self.shared.config.output.normal_pause_bytes;
-                if self.state.output.bytes() > pause && self.state.subs.load(Relaxed) == 0 {
-                    let idle = self.shared.config.idle_timeout();
-                    if tokio::time::timeout(idle, self.state.output.wait_below(pause))
-                        .await
-                        .is_err()
-                    {
-                        self.shared.counters.timeouts_idle(1);
-                        self.state.output.close(false);
-                        return Flow::Stop(ExitReason::Normal);
-                    }
-                }
                 Flow::Continue
             }
             ConnMsg::Close(Close::Protocol(msg)) => {
@@ -304,7 +291,13 @@ impl Actor for Conn {
                 ))
                 .await
             }
-            ConnMsg::Close(Close::Eof | Close::Timeout | Close::Io) => {
+            ConnMsg::Close(Close::Eof) => {
+                // The client shut down its side after its requests: their replies
+                // (queued by now, the mailbox is in order) still go out, then EOF.
+                self.state.output.close(true);
+                Flow::Stop(ExitReason::Normal)
+            }
+            ConnMsg::Close(Close::Timeout | Close::Io) => {
                 self.state.output.close(false);
                 Flow::Stop(ExitReason::Normal)
             }
@@ -368,28 +361,42 @@ async fn read_loop(
     let mut request_started: Option<Instant> = None;
     let mut last_request = Instant::now();
     loop {
-        let deadline = if !got_first {
-            Some((state.created + cfg.handshake_timeout(), 0))
+        // Whether the connection is subscribed is checked when the idle deadline
+        // fires, not when the wait begins: a `SUBSCRIBE` just handed on has not
+        // taken effect yet when the reader comes back here.
+        let (at, kind) = if !got_first {
+            (state.created + cfg.handshake_timeout(), 0)
         } else if let Some(t) = request_started {
-            Some((t + cfg.request_timeout(), 1))
-        } else if state.subs.load(Relaxed) == 0 {
-            Some((last_request + cfg.idle_timeout(), 2))
+            (t + cfg.request_timeout(), 1)
         } else {
-            None
+            (last_request + cfg.idle_timeout(), 2)
         };
-        let ready = match deadline {
-            Some((at, kind)) => match tokio::time::timeout_at(at.into(), rd.readable()).await {
-                Ok(r) => r,
-                Err(_) => {
-                    match kind {
-                        0 => shared.counters.timeouts_handshake(1),
-                        1 => shared.counters.timeouts_request(1),
-                        _ => shared.counters.timeouts_idle(1),
+        // A client that does not read its replies is not read from (its requests
+        // wait in the socket; TCP pushes back), for at most the idle timeout.
+        let pause = cfg.output.normal_pause_bytes;
+        if state.output.bytes() > pause && state.subs.load(Relaxed) == 0 {
+            let waited = tokio::time::timeout(cfg.idle_timeout(), state.output.wait_below(pause)).await;
+            if waited.is_err() {
+                shared.counters.timeouts_idle(1);
+                return Close::Timeout;
+            }
+        }
+        let ready = match tokio::time::timeout_at(at.into(), rd.readable()).await {
+            Ok(r) => r,
+            Err(_) => {
+                match kind {
+                    0 => shared.counters.timeouts_handshake(1),
+                    1 => shared.counters.timeouts_request(1),
+                    _ if state.subs.load(Relaxed) > 0 => {
+                        // Subscribed connections are exempt (as in Redis): look
+                        // again after another idle period.
+                        last_request = Instant::now();
+                        continue;
                     }
-                    return Close::Timeout;
+                    _ => shared.counters.timeouts_idle(1),
                 }
-            },
-            None => rd.readable().await,
+                return Close::Timeout;
+            }
         };
         if ready.is_err() {
             return Close::Io;
@@ -398,6 +405,11 @@ async fn read_loop(
             buf.reserve(16 << 10);
         }
         match rd.try_read_buf(&mut buf) {
+            Ok(0) if parser.in_request(&buf) => {
+                return Close::Protocol(
+                    "Protocol error: unexpected end of stream in the middle of a request".into(),
+                )
+            }
             Ok(0) => return Close::Eof,
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,

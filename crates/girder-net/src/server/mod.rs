@@ -184,7 +184,7 @@ impl Shared {
         let rate = self.guard.stats();
         let breaker = self.breaker.stats();
         let l = &self.levels;
-        ServerStats {
+        let stats = ServerStats {
             counters: self.counters.snapshot(),
             connections,
             max_connections: self.config.max_connections as u64,
@@ -203,7 +203,58 @@ impl Shared {
             bans: rate.bans,
             dedup_ids: l.dedup_ids.load(Relaxed),
             uptime_s: self.started.elapsed().as_secs(),
-        }
+        };
+        publish_gauges(&stats, &breaker, &rate);
+        stats
+    }
+}
+
+/// Sets the server's gauges (and the totals kept by the guards) in the `metrics`
+/// facade: called with every [`Server::stats`] snapshot, so a watch that reads the
+/// stats once a second keeps them current without a metrics call per event.
+fn publish_gauges(s: &ServerStats, breaker: &crate::guard::BreakerStats, rate: &crate::guard::RateStats) {
+    use metrics::{counter, gauge};
+    gauge!("girder_net_connections").set(s.connections as f64);
+    gauge!("girder_net_max_connections").set(s.max_connections as f64);
+    gauge!("girder_net_peers").set(s.peers as f64);
+    gauge!("girder_net_output_bytes").set(s.output_bytes as f64);
+    gauge!("girder_net_output_budget_bytes").set(s.output_budget_bytes as f64);
+    gauge!("girder_net_channels").set(s.channels as f64);
+    gauge!("girder_net_patterns").set(s.patterns as f64);
+    gauge!("girder_net_subscriptions").set(s.subscriptions as f64);
+    gauge!("girder_net_keys").set(s.keys as f64);
+    gauge!("girder_net_keyspace_bytes").set(s.keyspace_bytes as f64);
+    gauge!("girder_net_bans_active").set(s.bans_active as f64);
+    gauge!("girder_net_dedup_ids").set(s.dedup_ids as f64);
+    let state = match s.breaker_state.as_str() {
+        "closed" => 0.0,
+        "half-open" => 1.0,
+        _ => 2.0,
+    };
+    gauge!("girder_net_breaker_state").set(state);
+    counter!("girder_net_bans_total").absolute(rate.bans);
+    counter!("girder_net_rate_limited_requests_total").absolute(rate.limited);
+    counter!("girder_net_breaker_transitions_total", "to" => "open").absolute(breaker.opened);
+    counter!("girder_net_breaker_transitions_total", "to" => "closed").absolute(breaker.closed);
+    counter!("girder_net_breaker_transitions_total", "to" => "half_open").absolute(breaker.half_opened);
+}
+
+/// A cloneable reader of a server's stats (for a watch's `extra` figures).
+#[derive(Clone)]
+pub struct StatsSource(Arc<Shared>);
+
+impl StatsSource {
+    /// As [`Server::stats`].
+    pub fn stats(&self) -> ServerStats {
+        self.0.stats()
+    }
+}
+
+impl std::fmt::Debug for StatsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatsSource")
+            .field("local_addr", &self.0.local_addr)
+            .finish()
     }
 }
 
@@ -303,6 +354,7 @@ impl Server {
                 ChildSpec::worker(format!("acceptor-{i}"), move || {
                     acceptor::Acceptor::new(s.clone())
                 })
+                .mailbox(acceptor::mailbox())
                 .shutdown(Shutdown::BrutalKill),
             );
         }
@@ -329,6 +381,11 @@ impl Server {
     /// Counters and current levels.
     pub fn stats(&self) -> ServerStats {
         self.shared.stats()
+    }
+
+    /// A cloneable reader of [`stats`](Server::stats).
+    pub fn stats_source(&self) -> StatsSource {
+        StatsSource(self.shared.clone())
     }
 
     /// The pid of the server's root supervisor.

@@ -63,6 +63,8 @@ pub(crate) enum PsMsg {
         conn: Arc<ConnState>,
         names: Vec<Bytes>,
         pattern: bool,
+        /// Queue the confirmations (`RESET` leaves pub/sub mode without them).
+        notify: bool,
         reply: Reply<()>,
     },
     Publish {
@@ -297,7 +299,14 @@ impl PubSub {
         result
     }
 
-    fn unsubscribe(&mut self, ctx: &Ctx<Self>, conn: &ConnState, names: Vec<Bytes>, pattern: bool) {
+    fn unsubscribe(
+        &mut self,
+        ctx: &Ctx<Self>,
+        conn: &ConnState,
+        names: Vec<Bytes>,
+        pattern: bool,
+        notify: bool,
+    ) {
         let Some(pid) = conn.pid.get().copied() else {
             return;
         };
@@ -310,8 +319,10 @@ impl PubSub {
             } else {
                 names.iter().map(|n| Self::confirm(kind, Some(n), 0)).collect()
             };
-            for f in frames {
-                let _ = conn.output.push_reply(f);
+            if notify {
+                for f in frames {
+                    let _ = conn.output.push_reply(f);
+                }
             }
             return;
         };
@@ -348,6 +359,9 @@ impl PubSub {
         }
         let left = sub.channels.len() + sub.patterns.len();
         conn.subs.store(left, Relaxed);
+        if !notify {
+            frames.clear();
+        }
         for f in frames {
             if !self.deliver(ctx, pid, &f) {
                 break;
@@ -392,9 +406,10 @@ impl Actor for PubSub {
                 conn,
                 names,
                 pattern,
+                notify,
                 reply,
             } => {
-                self.unsubscribe(ctx, &conn, names, pattern);
+                self.unsubscribe(ctx, &conn, names, pattern, notify);
                 reply.send(());
             }
             PsMsg::Publish {

@@ -1,6 +1,6 @@
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -143,22 +143,15 @@ impl<A: Actor> Addr<A> {
     /// As [`send`](Addr::send); if room did not come within `timeout`, `Full(msg)`:
     /// the message is handed back and the refusal counted as rejected.
     pub async fn send_timeout(&self, msg: A::Msg, timeout: Duration) -> Result<(), SendError<A::Msg>> {
-        let mut fut = SendFut {
-            addr: self,
-            env: Some(self.envelope(msg, None)),
-            lane: Lane::Normal,
-            slot: None,
-        };
-        let result = match tokio::time::timeout(timeout, &mut fut).await {
+        let mut fut = self.send_env(self.envelope(msg, None), Lane::Normal);
+        match tokio::time::timeout(timeout, &mut fut).await {
             Ok(r) => r,
             Err(_) => {
                 let env = fut.env.take().expect("a waiting send holds its message");
                 self.shared.mailbox.refuse_wait(&mut fut.slot);
                 Err(SendError::Full(env.msg))
             }
-        };
-        tokio::task::consume_budget().await;
-        result
+        }
     }
 
     /// Sends a request built around a [`Reply`] slot and waits for the answer, at
@@ -196,10 +189,20 @@ impl<A: Actor> Addr<A> {
         let deadline = tokio::time::Instant::now() + timeout;
         let (tx, mut rx) = oneshot::channel();
         let env = self.envelope(request(Reply { tx }), Some(deadline));
-        match tokio::time::timeout_at(deadline, self.send_env(env, Lane::Normal)).await {
-            Err(_) => return Err(CallError::Timeout),
-            Ok(Err(e)) => return Err(e.into()),
-            Ok(Ok(())) => {}
+        // One timer for the whole call, armed only when something has to wait: a
+        // send that finds room does not build one, and the reply wait reuses it.
+        let mut timer = pin!(None::<tokio::time::Sleep>);
+        let mut send = self.send_env(env, Lane::Normal);
+        let sent = poll_fn(|cx| match Pin::new(&mut send).poll(cx) {
+            Poll::Ready(r) => Poll::Ready(Some(r)),
+            Poll::Pending => expired(timer.as_mut(), deadline, cx).map(|()| None),
+        })
+        .await;
+        drop(send);
+        match sent {
+            None => return Err(CallError::Timeout),
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(())) => {}
         }
         // A slot already closed was discarded on arrival by a drop policy (or the
         // process went down): no answer will come, whatever the deadline.
@@ -211,14 +214,19 @@ impl<A: Actor> Addr<A> {
             Err(oneshot::error::TryRecvError::Closed) => return Err(CallError::NoReply),
             Err(oneshot::error::TryRecvError::Empty) => {}
         }
-        match tokio::time::timeout_at(deadline, rx).await {
-            Err(_) => Err(CallError::Timeout),
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(_)) if self.shared.mailbox.is_closed() => Err(CallError::Down),
+        let answer = poll_fn(|cx| match Pin::new(&mut rx).poll(cx) {
+            Poll::Ready(r) => Poll::Ready(Some(r)),
+            Poll::Pending => expired(timer.as_mut(), deadline, cx).map(|()| None),
+        })
+        .await;
+        match answer {
+            None => Err(CallError::Timeout),
+            Some(Ok(v)) => Ok(v),
+            Some(Err(_)) if self.shared.mailbox.is_closed() => Err(CallError::Down),
             // Taken out at or past its deadline and dropped as expired, just before
             // this call's own timer fired: to the caller, that is a timeout.
-            Ok(Err(_)) if tokio::time::Instant::now() >= deadline => Err(CallError::Timeout),
-            Ok(Err(_)) => Err(CallError::NoReply),
+            Some(Err(_)) if tokio::time::Instant::now() >= deadline => Err(CallError::Timeout),
+            Some(Err(_)) => Err(CallError::NoReply),
         }
     }
 
@@ -267,18 +275,13 @@ impl<A: Actor> Addr<A> {
         }
     }
 
-    pub(crate) async fn send_env(&self, env: Envelope<A::Msg>, lane: Lane) -> Result<(), SendError<A::Msg>> {
-        let result = SendFut {
+    fn send_env(&self, env: Envelope<A::Msg>, lane: Lane) -> SendFut<'_, A> {
+        SendFut {
             addr: self,
             env: Some(env),
             lane,
             slot: None,
         }
-        .await;
-        // Senders that never yield starve the receivers on their worker: spend coop
-        // budget on every send so tokio can preempt a flooding task.
-        tokio::task::consume_budget().await;
-        result
     }
 }
 
@@ -295,6 +298,10 @@ impl<A: Actor> Future for SendFut<'_, A> {
     type Output = Result<(), SendError<A::Msg>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Senders that never yield starve the receivers on their worker: every send
+        // spends a unit of tokio's coop budget, and an exhausted budget makes the
+        // sender yield before it offers (as tokio's own channels do).
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let this = &mut *self;
         let env = this.env.take().expect("SendFut polled after completion");
         match this
@@ -316,15 +323,33 @@ impl<A: Actor> Future for SendFut<'_, A> {
                 this.env = Some(env);
                 Poll::Pending
             }
-            other => Poll::Ready(this.addr.settle(other)),
+            other => {
+                coop.made_progress();
+                Poll::Ready(this.addr.settle(other))
+            }
         }
     }
 }
 
 impl<A: Actor> Drop for SendFut<'_, A> {
     fn drop(&mut self) {
-        self.addr.shared.mailbox.cancel_wait(&mut self.slot);
+        // Only a sender that queued as a waiter has a line to leave.
+        if self.slot.is_some() {
+            self.addr.shared.mailbox.cancel_wait(&mut self.slot);
+        }
     }
+}
+
+/// Polls a call's timer, building it on first use: `Ready` once `deadline` passed.
+fn expired(
+    mut timer: Pin<&mut Option<tokio::time::Sleep>>,
+    deadline: tokio::time::Instant,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    if timer.is_none() {
+        timer.set(Some(tokio::time::sleep_until(deadline)));
+    }
+    timer.as_pin_mut().map_or(Poll::Ready(()), |t| t.poll(cx))
 }
 
 /// The slot a [`call`](Addr::call)'s answer goes through.

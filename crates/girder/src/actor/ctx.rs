@@ -1,13 +1,17 @@
 use std::collections::HashMap;
+use std::future::{poll_fn, Future};
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::task::AbortHandle;
 
 use super::shared::ProcessShared;
 use super::{Actor, Addr};
+use crate::mailbox::queue::Item;
 use crate::{
     ExitReason, LinkError, MonitorRef, Node, Pid, RegistryError, SpawnError, SpawnOptions, TimerError,
 };
@@ -25,6 +29,9 @@ pub struct Ctx<A: Actor> {
     pub(crate) node: Node,
     pub(crate) stop: Option<ExitReason>,
     pub(crate) idle_timeout: Option<Duration>,
+    /// The idle timeout's timer: allocated on first use and re-armed for every wait,
+    /// so that processes without an idle timeout do not carry one in their future.
+    idle_timer: Option<Pin<Box<tokio::time::Sleep>>>,
     timers: HashMap<u64, AbortHandle>,
     next_timer: u64,
     _actor: PhantomData<fn() -> A>,
@@ -46,10 +53,32 @@ impl<A: Actor> Ctx<A> {
             node,
             stop: None,
             idle_timeout: None,
+            idle_timer: None,
             timers: HashMap::new(),
             next_timer: 0,
             _actor: PhantomData,
         }
+    }
+
+    /// Waits for the next mailbox item for at most `t`: `None` if the time ran out
+    /// first (`Some(None)` once the mailbox is closed).
+    pub(crate) async fn next_within(&mut self, t: Duration) -> Option<Option<Item<A::Msg>>> {
+        let deadline = tokio::time::Instant::now() + t;
+        let timer = match &mut self.idle_timer {
+            Some(timer) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            empty => empty.insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        let queue = &self.shared.mailbox;
+        poll_fn(|cx| {
+            if let Poll::Ready(item) = queue.poll_recv(cx) {
+                return Poll::Ready(Some(item));
+            }
+            timer.as_mut().poll(cx).map(|()| None)
+        })
+        .await
     }
 
     /// This process's address.

@@ -231,12 +231,11 @@ async fn run_loop<A: Actor>(actor: &mut A, ctx: &mut Ctx<A>, init_reply: Option<
             Some(item) => item,
             None => {
                 core.set_status(ProcessState::Waiting);
-                let next = poll_fn(|cx| queue.poll_recv(cx));
                 let item = match ctx.idle_timeout {
-                    None => next.await,
-                    Some(t) => match tokio::time::timeout(t, next).await {
-                        Ok(item) => item,
-                        Err(_) => {
+                    None => poll_fn(|cx| queue.poll_recv(cx)).await,
+                    Some(t) => match ctx.next_within(t).await {
+                        Some(item) => item,
+                        None => {
                             core.set_status(ProcessState::Running);
                             match guarded(core, actor.handle_timeout(ctx)).await {
                                 Flow::Continue => continue,

@@ -94,6 +94,16 @@ struct State<M> {
     bytes_hwm: usize,
 }
 
+impl<M> State<M> {
+    #[inline]
+    fn lane(&self, lane: Lane) -> &VecDeque<Envelope<M>> {
+        match lane {
+            Lane::Normal => &self.normal,
+            Lane::Priority => &self.priority,
+        }
+    }
+}
+
 pub(crate) struct Queue<M> {
     state: Mutex<State<M>>,
     config: Mailbox,
@@ -139,16 +149,83 @@ impl<M> Queue<M> {
     /// sender's slot (its id, assigned on first registration) and waker.
     pub(crate) fn push(
         &self,
-        mut env: Envelope<M>,
+        env: Envelope<M>,
         lane: Lane,
-        mut waiter: Option<(&mut Option<u64>, &Waker)>,
+        waiter: Option<(&mut Option<u64>, &Waker)>,
     ) -> Push<M> {
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        // The common case in one pass: open, nobody waiting for room (so nobody to
+        // queue behind or to hand room on to), room in the lane and the mailbox, and
+        // the node budget grants the bytes. Anything else takes the general path.
+        let w = env.weight;
+        let cap = match lane {
+            Lane::Normal => self.config.get_capacity(),
+            Lane::Priority => self.config.get_priority_capacity(),
+        };
+        let fast = !st.closed
+            && st.waiters.is_empty()
+            && waiter.as_ref().is_none_or(|(slot, _)| slot.is_none())
+            && st.lane(lane).len() < cap
+            && st.bytes + w <= self.config.get_max_bytes();
+        if fast && self.budget.try_reserve(w) {
+            Self::enqueue(st, env, lane);
+            let wake_rx = st.rx_waker.take();
+            drop(guard);
+            if let Some(w) = wake_rx {
+                w.wake();
+            }
+            return Push::Queued;
+        }
         let mut evicted: Vec<Envelope<M>> = Vec::new();
         let mut wake_rx = None;
         let mut wake_next = None;
-        let outcome = 'admit: {
-            let mut guard = self.state.lock();
-            let st = &mut *guard;
+        let outcome = self.push_slow(st, env, lane, waiter, &mut evicted, &mut wake_rx, &mut wake_next);
+        drop(guard);
+        // Evicted messages may own user resources: drop them outside the lock.
+        drop(evicted);
+        if let Some(w) = wake_rx {
+            w.wake();
+        }
+        if let Some(w) = wake_next {
+            w.wake();
+        }
+        outcome
+    }
+
+    /// Queues an admitted message: counts it, samples its arrival time, updates the
+    /// high-water marks.
+    #[inline]
+    fn enqueue(st: &mut State<M>, mut env: Envelope<M>, lane: Lane) {
+        if st.accepted % WAIT_SAMPLE_EVERY == 0 {
+            env.enqueued = Some(std::time::Instant::now());
+        }
+        st.accepted += 1;
+        st.bytes += env.weight;
+        match lane {
+            Lane::Normal => st.normal.push_back(env),
+            Lane::Priority => st.priority.push_back(env),
+        }
+        let len = st.normal.len() + st.priority.len();
+        st.len_hwm = st.len_hwm.max(len);
+        st.bytes_hwm = st.bytes_hwm.max(st.bytes);
+    }
+
+    /// Admission in full: closed mailbox, waiting senders, the overflow policy, the
+    /// node budget. Called with the lock held; wake-ups and evicted messages are
+    /// handed back to be dealt with after it is released.
+    #[allow(clippy::too_many_arguments)]
+    fn push_slow(
+        &self,
+        st: &mut State<M>,
+        env: Envelope<M>,
+        lane: Lane,
+        mut waiter: Option<(&mut Option<u64>, &Waker)>,
+        evicted: &mut Vec<Envelope<M>>,
+        wake_rx: &mut Option<Waker>,
+        wake_next: &mut Option<Waker>,
+    ) -> Push<M> {
+        'admit: {
             if st.closed {
                 if let Some((slot, _)) = waiter.as_mut() {
                     Self::forget_waiter(st, slot);
@@ -242,7 +319,7 @@ impl<M> Queue<M> {
             }
             if !reserved {
                 self.budget.note_refusal();
-                wake_next = Self::next_if_room(st, &self.config);
+                *wake_next = Self::next_if_room(st, &self.config);
                 match overflow {
                     Overflow::DropNewest | Overflow::DropOldest => {
                         st.dropped += 1;
@@ -254,31 +331,11 @@ impl<M> Queue<M> {
                     }
                 }
             }
-            if st.accepted % WAIT_SAMPLE_EVERY == 0 {
-                env.enqueued = Some(std::time::Instant::now());
-            }
-            st.accepted += 1;
-            st.bytes += w;
-            match lane {
-                Lane::Normal => st.normal.push_back(env),
-                Lane::Priority => st.priority.push_back(env),
-            }
-            let len = st.normal.len() + st.priority.len();
-            st.len_hwm = st.len_hwm.max(len);
-            st.bytes_hwm = st.bytes_hwm.max(st.bytes);
-            wake_rx = st.rx_waker.take();
-            wake_next = Self::next_if_room(st, &self.config);
+            Self::enqueue(st, env, lane);
+            *wake_rx = st.rx_waker.take();
+            *wake_next = Self::next_if_room(st, &self.config);
             Push::Queued
-        };
-        // Evicted messages may own user resources: drop them outside the lock.
-        drop(evicted);
-        if let Some(w) = wake_rx {
-            w.wake();
         }
-        if let Some(w) = wake_next {
-            w.wake();
-        }
-        outcome
     }
 
     fn evict_oldest(st: &mut State<M>, lane: Lane) -> Option<Envelope<M>> {
@@ -323,6 +380,7 @@ impl<M> Queue<M> {
     /// The waker of the waiting sender that room just freed can serve: the first in
     /// line if its lane has room; otherwise, if the priority lane has room, the first
     /// priority sender (priority senders do not wait behind normal ones).
+    #[inline]
     fn next_if_room(st: &mut State<M>, config: &Mailbox) -> Option<Waker> {
         let (_, lane, _) = st.waiters.front()?;
         if st.bytes >= config.get_max_bytes() {
@@ -471,8 +529,13 @@ impl<M> Queue<M> {
     }
 
     /// Records that a message taken out was handled.
+    ///
+    /// This and the other `note_*` counters have one writer, the process loop (a
+    /// task is polled by one thread at a time), so they are bumped with a plain load
+    /// and store: no locked read-modify-write on the receive path. Readers (`stats`)
+    /// see every update eventually, as with a relaxed `fetch_add`.
     pub(crate) fn note_handled(&self, enqueued: Option<std::time::Instant>) {
-        self.handled.fetch_add(1, Ordering::Relaxed);
+        bump(&self.handled, 1);
         if let Some(t) = enqueued {
             self.note_wait(t);
         }
@@ -480,14 +543,16 @@ impl<M> Queue<M> {
 
     /// Records that a call taken out had already expired and was dropped unhandled.
     pub(crate) fn note_expired(&self) {
-        self.expired.fetch_add(1, Ordering::Relaxed);
+        bump(&self.expired, 1);
     }
 
     fn note_wait(&self, t: std::time::Instant) {
         let ns = t.elapsed().as_nanos().min(u64::MAX as u128) as u64;
-        self.wait_samples.fetch_add(1, Ordering::Relaxed);
-        self.wait_total_ns.fetch_add(ns, Ordering::Relaxed);
-        self.wait_max_ns.fetch_max(ns, Ordering::Relaxed);
+        bump(&self.wait_samples, 1);
+        bump(&self.wait_total_ns, ns);
+        if ns > self.wait_max_ns.load(Ordering::Relaxed) {
+            self.wait_max_ns.store(ns, Ordering::Relaxed);
+        }
     }
 
     /// Closes the mailbox: later sends get `Closed`, waiting senders are woken to see
@@ -553,6 +618,12 @@ impl<M> Queue<M> {
             overflow: self.config.get_overflow(),
         }
     }
+}
+
+/// Adds to a counter that only one thread writes at a time.
+#[inline]
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
 /// Loom models of the queue's concurrency. Run with `scripts/loom.sh`.
