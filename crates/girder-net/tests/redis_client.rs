@@ -4,64 +4,29 @@
 
 use std::time::{Duration, Instant};
 
-use girder::Node;
-use girder_net::server::{Server, ServerConfig};
+mod common;
+
+use common::Fixture;
+use girder_net::server::ServerConfig;
 use redis::{Connection, RedisResult, Value};
 
-/// A server on its own runtime; the test talks to it from its own thread.
-struct Fixture {
-    rt: tokio::runtime::Runtime,
-    _node: Node,
-    server: Option<Server>,
-    url: String,
+fn conn_url(url: &str) -> Connection {
+    let c = redis::Client::open(url)
+        .unwrap()
+        .get_connection_with_timeout(Duration::from_secs(10))
+        .unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c
 }
 
-impl Fixture {
-    fn start(cfg: ServerConfig) -> Fixture {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let (node, server) = rt.block_on(async {
-            let node = Node::builder().build().unwrap();
-            let server = Server::start(&node, ServerConfig { port: 0, ..cfg })
-                .await
-                .unwrap();
-            (node, server)
-        });
-        let url = format!("redis://{}/", server.local_addr());
-        Fixture {
-            rt,
-            _node: node,
-            server: Some(server),
-            url,
-        }
-    }
+trait Connect {
+    /// A blocking connection to the fixture's server.
+    fn conn(&self) -> Connection;
+}
 
-    fn server(&self) -> &Server {
-        self.server.as_ref().unwrap()
-    }
-
-    fn conn_url(url: &str) -> Connection {
-        let c = redis::Client::open(url)
-            .unwrap()
-            .get_connection_with_timeout(Duration::from_secs(10))
-            .unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        c
-    }
-
+impl Connect for Fixture {
     fn conn(&self) -> Connection {
-        Self::conn_url(&self.url)
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            self.rt.block_on(s.shutdown());
-        }
+        conn_url(&self.url)
     }
 }
 
@@ -516,7 +481,7 @@ fn auth_flows() {
 
     // The client library's own AUTH from the URL.
     let addr = f.server().local_addr();
-    let mut u = Fixture::conn_url(&format!("redis://:s3cret@{addr}/"));
+    let mut u = conn_url(&format!("redis://:s3cret@{addr}/"));
     assert_eq!(ok(&mut u, &["PING"]), Value::SimpleString("PONG".into()));
     assert!(redis::Client::open(format!("redis://:bad@{addr}/"))
         .unwrap()

@@ -9,8 +9,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use girder::Node;
-use girder_net::server::{RateConfig, Server, ServerConfig};
+mod common;
+
+use common::Fixture;
+use girder_net::server::{RateConfig, ServerConfig};
 
 /// Whether `bin` can run; `false` (after a loud message) when it is missing on a
 /// developer machine; a panic when it is missing under `CI=true`.
@@ -36,55 +38,18 @@ fn have(bin: &str) -> bool {
     }
 }
 
-struct Fixture {
-    rt: tokio::runtime::Runtime,
-    _node: Node,
-    server: Option<Server>,
-    port: String,
+trait Cli {
+    /// `redis-cli -p PORT args...`, its stdout (it must succeed).
+    fn cli(&self, args: &[&str]) -> String;
 }
 
-impl Fixture {
-    fn start(cfg: ServerConfig) -> Fixture {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let (node, server) = rt.block_on(async {
-            let node = Node::builder().build().unwrap();
-            let server = Server::start(&node, ServerConfig { port: 0, ..cfg })
-                .await
-                .unwrap();
-            (node, server)
-        });
-        let port = server.local_addr().port().to_string();
-        Fixture {
-            rt,
-            _node: node,
-            server: Some(server),
-            port,
-        }
-    }
-
-    fn server(&self) -> &Server {
-        self.server.as_ref().unwrap()
-    }
-
-    /// `redis-cli -p PORT args...`, its stdout (it must succeed).
+impl Cli for Fixture {
     fn cli(&self, args: &[&str]) -> String {
         let out = run(
             Command::new("redis-cli").args(["-p", &self.port]).args(args),
             None,
         );
         stdout_ok(&out, args)
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            self.rt.block_on(s.shutdown());
-        }
     }
 }
 
