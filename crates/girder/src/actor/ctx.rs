@@ -184,8 +184,8 @@ impl<A: Actor> Ctx<A> {
     }
 
     /// Leaves this process out of slow-handler watchdogs (girder-watch): for a
-    /// process whose handler waits by design — an acceptor awaiting connections —
-    /// rather than one doing long work that belongs in a task. Permanent.
+    /// process whose handler waits by design — awaiting a connection or an external
+    /// event — rather than one doing long work that belongs in a task. Permanent.
     pub fn exempt_from_watchdog(&self) {
         self.shared.core.watchdog_exempt.store(true, Ordering::Relaxed);
     }
