@@ -24,14 +24,17 @@
 //! | `task-per-item` | one task per item of a huge list | [`task_per_item`] |
 //! | `subtree-bomb` | one subsystem exhausting the process table | [`subtree_bomb`] |
 //! | `chaos` | crashes under load | [`chaos`] |
+//! | `conn-flood` | connection flood | [`conn_flood`] |
 
 pub mod attack;
 pub mod call_storm;
 pub mod chaos;
+pub mod conn_flood;
 pub mod crash_loop;
 pub mod dynamic_children;
 pub mod mailbox_flood;
 pub mod measure;
+pub mod net;
 pub mod priority_under_flood;
 pub mod runaway_producer;
 pub mod spawn_bomb;
@@ -156,6 +159,11 @@ pub fn all() -> Vec<DrillSpec> {
             name: "chaos",
             about: "random kills and panics in a supervised service under load",
             run: |d| Box::pin(chaos::run(d)),
+        },
+        DrillSpec {
+            name: "conn-flood",
+            about: "2,000 connections at once against max_connections 200",
+            run: |d| Box::pin(conn_flood::run(d)),
         },
         DrillSpec {
             name: "spawn-bomb",
