@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 /// Every drill, in the order `girder drill` runs them.
-const DRILLS: [&str; 11] = [
+const DRILLS: [&str; 18] = [
     "mailbox-flood",
     "wide-flood",
     "call-storm",
@@ -16,6 +16,13 @@ const DRILLS: [&str; 11] = [
     "task-per-item",
     "subtree-bomb",
     "chaos",
+    "conn-flood",
+    "slowloris",
+    "request-flood",
+    "slow-subscriber",
+    "publish-flood",
+    "breaker",
+    "dedup",
     "spawn-bomb",
 ];
 

@@ -49,16 +49,6 @@ pub enum Reply {
     Array(Option<Vec<Reply>>),
 }
 
-impl Reply {
-    /// The error text, if this is an error reply.
-    pub fn error(&self) -> Option<&str> {
-        match self {
-            Reply::Error(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
 fn bad(msg: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
 }
@@ -179,11 +169,6 @@ impl<R: AsyncRead + Unpin> RespReader<R> {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
         }
-    }
-
-    /// Bytes received but not parsed yet.
-    pub fn pending(&self) -> usize {
-        self.buf.len() - self.pos
     }
 }
 
