@@ -192,6 +192,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     let legit = NetLegitClient::start(to, None).await?;
     let sampler = StatsSampler::start(&target);
 
+    let overflows_before = net::listen_overflows();
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Mutex::new(Tally::default()));
     let started = Instant::now();
@@ -205,6 +206,9 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
         kept.extend(t.await.map_err(|e| e.to_string())?);
     }
     let attack_time = started.elapsed();
+    let listen_overflows = net::listen_overflows()
+        .zip(overflows_before)
+        .map(|(a, b)| a.saturating_sub(b));
     let at_stop = target.stats();
     // Every kept connection is still served, then all go.
     let mut served = 0u64;
@@ -302,6 +306,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
         }),
     );
     figures.insert("peaks".into(), serde_json::to_value(peaks).unwrap_or_default());
+    figures.insert("kernel_listen_overflows".into(), json!(listen_overflows));
     figures.insert("connections_at_stop".into(), at_stop.connections.into());
     figures.insert("attack_time_us".into(), micros(attack_time).into());
     target.shut_down(&legit, &mut figures, &mut checks).await;

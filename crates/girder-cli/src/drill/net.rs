@@ -400,3 +400,15 @@ pub fn affordable_connections(want: usize, reserve: usize) -> usize {
     let limit = raise_fd_limit() as usize;
     want.min(limit.saturating_sub(reserve) / 2)
 }
+
+/// The kernel's count of connections dropped because a listen queue was full
+/// (`TcpExt: ListenOverflows` in `/proc/net/netstat`, system-wide), if readable.
+/// Context for a drill that opens connections faster than they are accepted: a
+/// client whose handshake was dropped waits for a retransmission (1 s, 3 s...).
+pub fn listen_overflows() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let i = names.split_whitespace().position(|n| n == "ListenOverflows")?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}

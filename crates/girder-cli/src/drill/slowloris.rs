@@ -7,7 +7,8 @@
 //! Half the attackers (from `127.0.0.2`) connect and send nothing; the other half
 //! send the head of a `SET` with a 100 kB value and then one byte every
 //! [`DRIBBLE_EVERY`], never finishing. Each attacker waits for the server to close its
-//! connection and opens another [`RECONNECT_PAUSE`] later, for the whole attack; when the attack ends
+//! connection and opens another [`RECONNECT_PAUSE`] later (the first ones spread over
+//! [`RAMP_UP`]), for the whole attack; when the attack ends
 //! no new connection is opened, but the last ones run until the server closes them
 //! too, so that every attacker connection ends by a timeout. Meanwhile a legitimate
 //! client pings every millisecond on its own connection, and a second one opens a
@@ -55,6 +56,8 @@ pub const DRIBBLE_EVERY: Duration = Duration::from_millis(50);
 /// (thousands of connections opening at once queue behind the acceptors, which
 /// share two cores with the attackers in this drill).
 pub const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
+/// The attackers' first connections are spread over this.
+pub const RAMP_UP: Duration = Duration::from_secs(1);
 /// How much earlier than its timeout the attacker may see a connection closed: its
 /// clock starts when its task resumes after `connect`, which can be after the server
 /// accepted the connection and started its own.
@@ -291,6 +294,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     let sampler = StatsSampler::start(&target);
     let stop = Arc::new(AtomicBool::new(false));
     let probe = tokio::spawn(prober(to, stop.clone()));
+    let overflows_before = net::listen_overflows();
 
     let silent = Arc::new(Mutex::new(Side::default()));
     let dribble = Arc::new(Mutex::new(Side::default()));
@@ -303,7 +307,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
                 (Kind::Dribble, dribble.clone())
             };
             // The first connections are spread over one pause, as are the later ones.
-            let start_in = RECONNECT_PAUSE * i as u32 / attackers as u32;
+            let start_in = RAMP_UP * i as u32 / attackers as u32;
             tokio::spawn(attacker(to, kind, stop.clone(), side, start_in))
         })
         .collect();
@@ -314,6 +318,9 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     }
     let attack_time = started.elapsed();
     let (probe_lat, probe_errors) = probe.await.map_err(|e| e.to_string())?;
+    let listen_overflows = net::listen_overflows()
+        .zip(overflows_before)
+        .map(|(a, b)| a.saturating_sub(b));
     let drained = net::wait_for(&target, Duration::from_secs(5), |s| s.connections == 1).await;
     let legit = legit.finish().await;
     let peaks = sampler.finish();
@@ -390,6 +397,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     );
     figures.insert("peaks".into(), serde_json::to_value(peaks).unwrap_or_default());
     figures.insert("baseline_processes".into(), baseline_processes.into());
+    figures.insert("kernel_listen_overflows".into(), json!(listen_overflows));
     figures.insert("attack_time_us".into(), micros(attack_time).into());
     target.shut_down(&legit, &mut figures, &mut checks).await;
 
