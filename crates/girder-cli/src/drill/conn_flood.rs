@@ -6,7 +6,7 @@
 //! connection that gets nothing within [`ADMIT_WAIT`] was admitted — the attacker
 //! confirms it with a `PING` and keeps it until the attack ends; a refused one reads
 //! `-ERR max number of clients reached` and the closed socket, and its attacker tries
-//! again after [`RETRY_PAUSE`], for the whole attack.
+//! again after [`RETRY_PAUSE`] (plus up to 250 ms of jitter), for the whole attack.
 //!
 //! Bounds:
 //! - the attack opened at least [`ATTACKERS`] (10 × `max_connections`) connections;
@@ -47,7 +47,7 @@ pub const ATTACKERS: usize = 2_000;
 /// A connection that gets no refusal within this was admitted.
 pub const ADMIT_WAIT: Duration = Duration::from_millis(300);
 /// A refused attacker tries again after this.
-pub const RETRY_PAUSE: Duration = Duration::from_millis(250);
+pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// Timeout of an attacker's connect and `PING`.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(3);
 /// The refusal line.
@@ -172,7 +172,7 @@ async fn attacker(
         pause_jitter = pause_jitter
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let jitter = Duration::from_millis((pause_jitter >> 33) % 100);
+        let jitter = Duration::from_millis((pause_jitter >> 33) % 250);
         tokio::time::sleep(RETRY_PAUSE + jitter).await;
     }
 }

@@ -371,6 +371,8 @@ pub async fn wait_for(target: &NetTarget, timeout: Duration, cond: impl Fn(&Serv
 /// Raises this process's soft limit on open files to its hard limit (many drills
 /// hold thousands of sockets, two descriptors per loopback connection) and returns
 /// the soft limit now in force.
+// `rlim_t` is `u64` on Linux but not on every platform.
+#[allow(clippy::unnecessary_cast)]
 pub fn raise_fd_limit() -> u64 {
     let mut r = libc::rlimit {
         rlim_cur: 0,
