@@ -5,7 +5,8 @@
 //!   [`RSS_SAMPLE_EVERY`] on a background thread and keeps the peak.
 //! - [`Latencies`] is a fixed-size latency histogram that reports percentiles.
 //! - [`LegitClient`] keeps calling a healthy actor on the drill's node while the
-//!   attack runs: the traffic an attack must not take down.
+//!   attack runs: the traffic an attack must not take down. [`NetLegitClient`] is
+//!   its network variant: `PING`s to the drill's RESP server over TCP.
 //! - [`LiveSampler`] reads the node's live process count on a thread of its own
 //!   and keeps the maximum.
 //! - [`Checks`] collects the drill's bounds and measurements; the verdict and its

@@ -5,6 +5,13 @@
 //! that node, runs its attack for the configured duration, then measures what the
 //! limits did. The runner samples RSS throughout ([`measure::RssSampler`]).
 //!
+//! The network drills (`conn-flood` to `dedup`) also start a RESP server
+//! ([`girder_net::server::Server`], on loopback, port 0, its limits tuned for the
+//! drill and stated in it) on their node, attack it over TCP with the RESP client of
+//! [`net`], and measure a [`NetLegitClient`](measure::NetLegitClient) that pings the
+//! server on a connection of its own; their checks reconcile what the attackers saw
+//! with the server's counters ([`girder_net::server::ServerStats`]).
+//!
 //! A drill yields one [`Report`]: the attack, what the limits did, peak RSS and its
 //! growth over the pre-drill baseline, the legitimate client's latency and errors, the
 //! drill's own figures, and a verdict computed from [`measure::Checks`] — each check a
