@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 /// Every drill, in the order `girder drill` runs them.
-const DRILLS: [&str; 12] = [
+const DRILLS: [&str; 19] = [
     "mailbox-flood",
     "wide-flood",
     "call-storm",
@@ -17,6 +17,13 @@ const DRILLS: [&str; 12] = [
     "subtree-bomb",
     "chaos",
     "slow-handler",
+    "conn-flood",
+    "slowloris",
+    "request-flood",
+    "slow-subscriber",
+    "publish-flood",
+    "breaker",
+    "dedup",
     "spawn-bomb",
 ];
 

@@ -5,7 +5,8 @@
 //!   [`RSS_SAMPLE_EVERY`] on a background thread and keeps the peak.
 //! - [`Latencies`] is a fixed-size latency histogram that reports percentiles.
 //! - [`LegitClient`] keeps calling a healthy actor on the drill's node while the
-//!   attack runs: the traffic an attack must not take down.
+//!   attack runs: the traffic an attack must not take down. [`NetLegitClient`] is
+//!   its network variant: `PING`s to the drill's RESP server over TCP.
 //! - [`LiveSampler`] reads the node's live process count on a thread of its own
 //!   and keeps the maximum.
 //! - [`Checks`] collects the drill's bounds and measurements; the verdict and its
@@ -393,6 +394,84 @@ async fn legit_loop(echo: Addr<Echo>, stop: Arc<AtomicBool>) -> (Latencies, BTre
             Ok(()) => lat.record(t0.elapsed()),
             Err(e) => *errors.entry(call_error_kind(e)).or_insert(0) += 1,
         }
+    }
+    (lat, errors)
+}
+
+/// The network variant of [`LegitClient`]: a RESP client on its own TCP connection
+/// that sends `PING` every [`LEGIT_PACE`] and waits for `+PONG` (up to
+/// [`LEGIT_TIMEOUT`]), recording each round trip's latency and each failure by kind;
+/// after a failure it reconnects (a failed connect is an error too).
+pub struct NetLegitClient {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(Latencies, BTreeMap<&'static str, u64>)>,
+}
+
+impl NetLegitClient {
+    /// Connects to `server` (from `from` if given) and starts pinging. The connection
+    /// is made before this returns, so a client started before an attack is one the
+    /// server admitted before it.
+    pub async fn start(server: std::net::SocketAddr, from: Option<std::net::IpAddr>) -> Result<Self, String> {
+        let conn = tokio::time::timeout(LEGIT_TIMEOUT, super::net::RespConn::open(server, from))
+            .await
+            .map_err(|_| "legit client: connect timed out".to_string())?
+            .map_err(|e| format!("legit client: connect: {e}"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(net_legit_loop(server, from, conn, stop.clone()));
+        Ok(NetLegitClient { stop, task })
+    }
+
+    /// Stops pinging and reports; the connection closes.
+    pub async fn finish(self) -> LegitReport {
+        self.stop.store(true, Ordering::Release);
+        let (lat, error_kinds) = self.task.await.unwrap_or_default();
+        let errors: u64 = error_kinds.values().sum();
+        LegitReport {
+            calls: lat.count() + errors,
+            errors,
+            error_kinds,
+            latency: lat.summary(),
+        }
+    }
+}
+
+async fn net_legit_loop(
+    server: std::net::SocketAddr,
+    from: Option<std::net::IpAddr>,
+    conn: super::net::RespConn,
+    stop: Arc<AtomicBool>,
+) -> (Latencies, BTreeMap<&'static str, u64>) {
+    use super::net::{io_error_kind, Reply, RespConn};
+    let mut lat = Latencies::default();
+    let mut errors = BTreeMap::new();
+    let mut conn = Some(conn);
+    let mut tick = tokio::time::interval(LEGIT_PACE);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !stop.load(Ordering::Acquire) {
+        tick.tick().await;
+        let t0 = Instant::now();
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match tokio::time::timeout(LEGIT_TIMEOUT, RespConn::open(server, from)).await {
+                Ok(Ok(c)) => conn.insert(c),
+                _ => {
+                    *errors.entry("connect").or_insert(0) += 1;
+                    continue;
+                }
+            },
+        };
+        let kind = match tokio::time::timeout(LEGIT_TIMEOUT, c.call(&[b"PING"])).await {
+            Ok(Ok(Reply::Simple(s))) if s == "PONG" => {
+                lat.record(t0.elapsed());
+                continue;
+            }
+            Ok(Ok(Reply::Error(_))) => "error_reply",
+            Ok(Ok(_)) => "unexpected_reply",
+            Ok(Err(e)) => io_error_kind(&e),
+            Err(_) => "timeout",
+        };
+        *errors.entry(kind).or_insert(0) += 1;
+        conn = None;
     }
     (lat, errors)
 }

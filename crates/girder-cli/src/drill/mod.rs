@@ -5,6 +5,13 @@
 //! that node, runs its attack for the configured duration, then measures what the
 //! limits did. The runner samples RSS throughout ([`measure::RssSampler`]).
 //!
+//! The network drills (`conn-flood` to `dedup`) also start a RESP server
+//! ([`girder_net::server::Server`], on loopback, port 0, its limits tuned for the
+//! drill and stated in it) on their node, attack it over TCP with the RESP client of
+//! [`net`], and measure a [`NetLegitClient`](measure::NetLegitClient) that pings the
+//! server on a connection of its own; their checks reconcile what the attackers saw
+//! with the server's counters ([`girder_net::server::ServerStats`]).
+//!
 //! A drill yields one [`Report`]: the attack, what the limits did, peak RSS and its
 //! growth over the pre-drill baseline, the legitimate client's latency and errors, the
 //! drill's own figures, and a verdict computed from [`measure::Checks`] — each check a
@@ -25,17 +32,32 @@
 //! | `subtree-bomb` | one subsystem exhausting the process table | [`subtree_bomb`] |
 //! | `chaos` | crashes under load | [`chaos`] |
 //! | `slow-handler` | long-running work inside a handler: the watchdog reports it, offloading fixes it | [`slow_handler`] |
+//! | `conn-flood` | connection flood | [`conn_flood`] |
+//! | `slowloris` | slow clients (slowloris) | [`slowloris`] |
+//! | `request-flood` | request flood from one source | [`request_flood`] |
+//! | `slow-subscriber` | slow subscribers | [`slow_subscriber`] |
+//! | `publish-flood` | many publishers flooding one channel | [`publish_flood`] |
+//! | `breaker` | overloaded downstream | [`breaker`] |
+//! | `dedup` | duplicate floods | [`dedup`] |
 
 pub mod attack;
+pub mod breaker;
 pub mod call_storm;
 pub mod chaos;
+pub mod conn_flood;
 pub mod crash_loop;
+pub mod dedup;
 pub mod dynamic_children;
 pub mod mailbox_flood;
 pub mod measure;
+pub mod net;
 pub mod priority_under_flood;
+pub mod publish_flood;
+pub mod request_flood;
 pub mod runaway_producer;
 pub mod slow_handler;
+pub mod slow_subscriber;
+pub mod slowloris;
 pub mod spawn_bomb;
 pub mod subtree_bomb;
 pub mod task_per_item;
@@ -188,6 +210,41 @@ pub fn all() -> Vec<DrillSpec> {
             name: "slow-handler",
             about: "handlers blocking for seconds (sleep, CPU): the watchdog names them; offloading fixes it",
             run: |d| Box::pin(slow_handler::run(d)),
+        },
+        DrillSpec {
+            name: "conn-flood",
+            about: "2,000 connections at once against max_connections 200",
+            run: |d| Box::pin(conn_flood::run(d)),
+        },
+        DrillSpec {
+            name: "slowloris",
+            about: "2,000 connections sending nothing or a byte at a time",
+            run: |d| Box::pin(slowloris::run(d)),
+        },
+        DrillSpec {
+            name: "request-flood",
+            about: "one peer pipelining requests: rate limited, then banned",
+            run: |d| Box::pin(request_flood::run(d)),
+        },
+        DrillSpec {
+            name: "slow-subscriber",
+            about: "50 subscribers that never read under a 1 KiB publish flood",
+            run: |d| Box::pin(slow_subscriber::run(d)),
+        },
+        DrillSpec {
+            name: "publish-flood",
+            about: "50 publishers flooding one channel read by 3 subscribers",
+            run: |d| Box::pin(publish_flood::run(d)),
+        },
+        DrillSpec {
+            name: "breaker",
+            about: "the key-value store sleeps: the circuit breaker opens and closes",
+            run: |d| Box::pin(breaker::run(d)),
+        },
+        DrillSpec {
+            name: "dedup",
+            about: "PUBLISHONCE floods replaying ids against a 10,000-id window",
+            run: |d| Box::pin(dedup::run(d)),
         },
         DrillSpec {
             name: "spawn-bomb",
