@@ -41,6 +41,10 @@ pub struct ServerConfig {
     pub max_connections_per_peer: usize,
     /// Acceptor processes sharing the listening socket (default 4).
     pub num_acceptors: usize,
+    /// The kernel's queue of connections not yet accepted (default 1,024; Redis's
+    /// `tcp-backlog`, capped by `net.core.somaxconn`). When connects outrun the
+    /// acceptors past it, Linux drops them or falls back to SYN cookies.
+    pub listen_backlog: u32,
     /// A new connection must send its first byte within this (default 10 s).
     pub handshake_timeout_ms: u64,
     /// A request, once its first byte arrived, must be complete within this
@@ -171,6 +175,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             max_connections_per_peer: 1_000,
             num_acceptors: 4,
+            listen_backlog: 1024,
             handshake_timeout_ms: 10_000,
             request_timeout_ms: 10_000,
             idle_timeout_ms: 300_000,
@@ -328,6 +333,7 @@ impl ServerConfig {
                 self.num_acceptors
             )));
         }
+        at_least("listen_backlog", self.listen_backlog.into(), 1)?;
         at_least("handshake_timeout_ms", self.handshake_timeout_ms, 1)?;
         at_least("request_timeout_ms", self.request_timeout_ms, 1)?;
         at_least("idle_timeout_ms", self.idle_timeout_ms, 1)?;

@@ -209,6 +209,19 @@ impl Shared {
     }
 }
 
+/// A listening socket on `addr` with `backlog` (and `SO_REUSEADDR`, so a restarted
+/// server can bind while old connections linger in TIME_WAIT).
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
 /// Sets the server's gauges (and the totals kept by the guards) in the `metrics`
 /// facade: called with every [`Server::stats`] snapshot, so a watch that reads the
 /// stats once a second keeps them current without a metrics call per event.
@@ -301,9 +314,8 @@ impl Server {
         )
         .map_err(|e| ConfigError::Invalid(format!("breaker: {e}")))?;
         let addr = SocketAddr::new(config.bind, config.port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
+        let listener =
+            listen(addr, config.listen_backlog).map_err(|source| ServerError::Bind { addr, source })?;
         let local_addr = listener
             .local_addr()
             .map_err(|source| ServerError::Bind { addr, source })?;
