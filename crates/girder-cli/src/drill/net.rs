@@ -266,6 +266,8 @@ impl NetTarget {
     /// Starts a node and a server with `config` on it.
     pub async fn start(config: ServerConfig) -> Result<Self, String> {
         let node = Node::builder().build().map_err(|e| e.to_string())?;
+        // Under `girder drill --http`, the watch follows this node.
+        super::observe(&node);
         let server = Server::start(&node, config)
             .await
             .map_err(|e| format!("server: {e}"))?;
