@@ -26,6 +26,14 @@ impl Actor for Sleeper {
     }
 }
 
+/// Waits (at most 5 s) until `cond` holds.
+async fn until(cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !cond() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 #[derive(Default)]
 struct Counting {
     handlers: AtomicU64,
@@ -45,8 +53,8 @@ impl Observer for Counting {
 async fn running_handler_keeps_its_run_number_until_it_returns() {
     let node = Node::builder().build().unwrap();
     let a = node.spawn(Sleeper).unwrap();
-    a.try_send(Msg::Sleep(Duration::from_millis(300))).unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    a.try_send(Msg::Sleep(Duration::from_millis(1500))).unwrap();
+    until(|| !node.running_handlers().is_empty()).await;
     let first = node.running_handlers();
     assert_eq!(first.len(), 1, "{first:?}");
     assert_eq!(first[0].pid, a.pid());
@@ -57,6 +65,9 @@ async fn running_handler_keeps_its_run_number_until_it_returns() {
         "same run while the handler sleeps"
     );
     a.call(Msg::Ping, Duration::from_secs(5)).await.unwrap();
+    // The reply is sent from inside the handler, just before it returns: wait for
+    // the return, boundedly.
+    until(|| node.running_handlers().is_empty()).await;
     assert!(node.running_handlers().is_empty(), "idle once handlers return");
     node.shutdown().await;
 }
@@ -79,8 +90,10 @@ async fn an_exempt_process_is_left_out_of_running_handlers() {
     let node = Node::builder().build().unwrap();
     let w = node.start(Waiter).await.unwrap();
     let s = node.spawn(Sleeper).unwrap();
-    w.try_send(Duration::from_millis(300)).unwrap();
-    s.try_send(Msg::Sleep(Duration::from_millis(300))).unwrap();
+    w.try_send(Duration::from_millis(1500)).unwrap();
+    s.try_send(Msg::Sleep(Duration::from_millis(1500))).unwrap();
+    until(|| !node.running_handlers().is_empty()).await;
+    // Give the exempt waiter the same time to show up, were it counted.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let running: Vec<_> = node.running_handlers().iter().map(|h| h.pid).collect();
     assert_eq!(running, [s.pid()]);
