@@ -143,6 +143,8 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     let publisher = RespConn::open(to, None).await.map_err(|e| e.to_string())?;
     let (mut rd, mut wr) = publisher.split();
     let room = Arc::new(Semaphore::new(WINDOW));
+    // Bounded by construction: the writer sends one entry per command and may run at
+    // most `WINDOW` commands (+ one write's worth) ahead of the reader (`room`).
     let (expect_tx, mut expect_rx) = mpsc::unbounded_channel::<bool>();
     let started = Instant::now();
     let writer = {

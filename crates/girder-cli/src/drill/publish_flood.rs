@@ -64,6 +64,8 @@ struct PubTally {
 async fn publisher(conn: RespConn, id: usize, stop: Arc<AtomicBool>) -> PubTally {
     let (mut rd, mut wr) = conn.split();
     let room = Arc::new(Semaphore::new(PER_PUBLISHER_WINDOW));
+    // Bounded by construction: one entry per PUBLISH written, and the writer runs at
+    // most `PER_PUBLISHER_WINDOW` requests ahead of the reader (`room`).
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let writer = {
         let room = room.clone();

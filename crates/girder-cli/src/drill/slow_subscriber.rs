@@ -167,6 +167,8 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     let publisher = RespConn::open(to, None).await.map_err(|e| e.to_string())?;
     let (mut rd, mut wr) = publisher.split();
     let room = Arc::new(Semaphore::new(WINDOW));
+    // Bounded by construction: one entry per PUBLISH written, and the writer runs at
+    // most `WINDOW` requests ahead of the reader (`room`).
     let (sent_tx, mut sent_rx) = mpsc::unbounded_channel::<()>();
     let done = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
