@@ -21,7 +21,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use girder_net::server::{DedupSettings, RateConfig, ServerConfig};
+use girder_net::server::{DedupSettings, ServerConfig};
 use serde_json::{json, Map};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, Semaphore};
@@ -119,13 +119,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
         },
         // The flood is one well-behaved pipelining client: the rate limiter is not
         // what this drill is about.
-        rate: RateConfig {
-            per_peer_per_second: 10_000_000,
-            per_peer_burst: 10_000_000,
-            per_connection_per_second: 10_000_000,
-            per_connection_burst: 10_000_000,
-            ..RateConfig::default()
-        },
+        rate: net::rate_limits_out_of_the_way(),
         ..ServerConfig::default()
     };
     let target = NetTarget::start(config).await?;
@@ -143,9 +137,10 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     let publisher = RespConn::open(to, None).await.map_err(|e| e.to_string())?;
     let (mut rd, mut wr) = publisher.split();
     let room = Arc::new(Semaphore::new(WINDOW));
-    // Bounded by construction: the writer sends one entry per command and may run at
-    // most `WINDOW` commands (+ one write's worth) ahead of the reader (`room`).
-    let (expect_tx, mut expect_rx) = mpsc::unbounded_channel::<bool>();
+    // One entry per command, queued before the write's permits are taken: at most
+    // `WINDOW` (the permits) + one write's commands (3 per round) are ever queued, so
+    // `send` never waits (and cannot hold up the write its reader is waiting for).
+    let (expect_tx, mut expect_rx) = mpsc::channel::<bool>(WINDOW + 3 * ROUNDS_PER_WRITE as usize);
     let started = Instant::now();
     let writer = {
         let room = room.clone();
@@ -159,7 +154,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
                     for (id, replay) in round(t.rounds) {
                         let idb = id_bytes(id);
                         net::encode(&mut buf, &[b"GIRDER.PUBLISHONCE", CHANNEL, &idb, &idb]);
-                        let _ = expect_tx.send(replay);
+                        let _ = expect_tx.send(replay).await;
                         cmds += 1;
                         t.replays += u64::from(replay);
                     }

@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use girder::Node;
-use girder_net::server::{Server, ServerConfig, ServerStats};
+use girder_net::server::{RateConfig, Server, ServerConfig, ServerStats};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -114,6 +114,19 @@ pub fn parse(b: &[u8]) -> io::Result<Option<(Reply, usize)>> {
         _ => return Err(bad("not a RESP reply")),
     };
     Ok(Some((reply, used)))
+}
+
+/// Rate limits far above anything one drill client sends: for drills whose flood
+/// comes from one well-behaved pipelining client, where the rate limiter is not what
+/// is being tested (`request-flood` tests it).
+pub fn rate_limits_out_of_the_way() -> RateConfig {
+    RateConfig {
+        per_peer_per_second: 10_000_000,
+        per_peer_burst: 10_000_000,
+        per_connection_per_second: 10_000_000,
+        per_connection_burst: 10_000_000,
+        ..RateConfig::default()
+    }
 }
 
 /// Appends `args` as a RESP command (an array of bulk strings) to `out`.

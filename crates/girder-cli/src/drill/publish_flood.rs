@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use girder_net::server::{OutputConfig, RateConfig, ServerConfig};
+use girder_net::server::{OutputConfig, ServerConfig};
 use parking_lot::Mutex;
 use serde_json::{json, Map};
 use tokio::io::AsyncWriteExt;
@@ -64,9 +64,9 @@ struct PubTally {
 async fn publisher(conn: RespConn, id: usize, stop: Arc<AtomicBool>) -> PubTally {
     let (mut rd, mut wr) = conn.split();
     let room = Arc::new(Semaphore::new(PER_PUBLISHER_WINDOW));
-    // Bounded by construction: one entry per PUBLISH written, and the writer runs at
-    // most `PER_PUBLISHER_WINDOW` requests ahead of the reader (`room`).
-    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    // One entry per PUBLISH, queued after its permit is taken: at most
+    // `PER_PUBLISHER_WINDOW` are ever queued, so `send` never waits.
+    let (tx, mut rx) = mpsc::channel::<()>(PER_PUBLISHER_WINDOW);
     let writer = {
         let room = room.clone();
         tokio::spawn(async move {
@@ -83,7 +83,7 @@ async fn publisher(conn: RespConn, id: usize, stop: Arc<AtomicBool>) -> PubTally
                 for _ in 0..n {
                     payload[..15].copy_from_slice(format!("{id:04}:{sent:010}").as_bytes());
                     net::encode(&mut buf, &[b"PUBLISH", CHANNEL, &payload]);
-                    let _ = tx.send(());
+                    let _ = tx.send(()).await;
                     sent += 1;
                 }
                 if wr.write_all(&buf).await.is_err() {
@@ -174,13 +174,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
             budget_bytes: BUDGET,
             ..OutputConfig::default()
         },
-        rate: RateConfig {
-            per_peer_per_second: 10_000_000,
-            per_peer_burst: 10_000_000,
-            per_connection_per_second: 10_000_000,
-            per_connection_burst: 10_000_000,
-            ..RateConfig::default()
-        },
+        rate: net::rate_limits_out_of_the_way(),
         ..ServerConfig::default()
     };
     let target = NetTarget::start(config).await?;

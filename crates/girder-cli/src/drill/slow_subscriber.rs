@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use girder_net::server::{OutputConfig, RateConfig, ServerConfig};
+use girder_net::server::{OutputConfig, ServerConfig};
 use parking_lot::Mutex;
 use serde_json::{json, Map};
 use tokio::io::AsyncWriteExt;
@@ -137,13 +137,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
             budget_bytes: BUDGET,
             ..OutputConfig::default()
         },
-        rate: RateConfig {
-            per_peer_per_second: 10_000_000,
-            per_peer_burst: 10_000_000,
-            per_connection_per_second: 10_000_000,
-            per_connection_burst: 10_000_000,
-            ..RateConfig::default()
-        },
+        rate: net::rate_limits_out_of_the_way(),
         ..ServerConfig::default()
     };
     let target = NetTarget::start(config).await?;
@@ -167,9 +161,9 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
     let publisher = RespConn::open(to, None).await.map_err(|e| e.to_string())?;
     let (mut rd, mut wr) = publisher.split();
     let room = Arc::new(Semaphore::new(WINDOW));
-    // Bounded by construction: one entry per PUBLISH written, and the writer runs at
-    // most `WINDOW` requests ahead of the reader (`room`).
-    let (sent_tx, mut sent_rx) = mpsc::unbounded_channel::<()>();
+    // One entry per PUBLISH, queued after its permit is taken: at most `WINDOW` are
+    // ever queued, so `send` never waits.
+    let (sent_tx, mut sent_rx) = mpsc::channel::<()>(WINDOW);
     let done = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let writer = {
@@ -195,7 +189,7 @@ pub async fn run(attack: Duration) -> Result<Outcome, String> {
                 for _ in 0..n {
                     payload[..10].copy_from_slice(format!("{sent:010}").as_bytes());
                     net::encode(&mut buf, &[b"PUBLISH", CHANNEL, &payload]);
-                    let _ = sent_tx.send(());
+                    let _ = sent_tx.send(()).await;
                     sent += 1;
                 }
                 if wr.write_all(&buf).await.is_err() {
