@@ -5,10 +5,10 @@
 //! concurrent core that the loom models in `tests`/unit tests exercise.
 
 #[cfg(not(girder_loom))]
-pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(girder_loom)]
-pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// A mutex whose `lock` never reports poisoning (the runtime never panics while
 /// holding one of its own locks; user code never runs under them).

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use sync_wrapper::SyncWrapper;
 use tokio::task::AbortHandle;
 
 use super::shared::ProcessShared;
 use super::{Actor, Addr};
-use crate::mailbox::queue::Item;
+use crate::mailbox::queue::{Hand, Item};
 use crate::{
     ExitReason, LinkError, MonitorRef, Node, Pid, RegistryError, SpawnError, SpawnOptions, TimerError,
 };
@@ -32,6 +33,9 @@ pub struct Ctx<A: Actor> {
     /// The idle timeout's timer: allocated on first use and re-armed for every wait,
     /// so that processes without an idle timeout do not carry one in their future.
     idle_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Normal messages the process loop took out of the mailbox ahead of handling.
+    /// (Only ever reached through `&mut`, so `Ctx` stays `Sync` for any message type.)
+    pub(crate) hand: SyncWrapper<Hand<A::Msg>>,
     timers: HashMap<u64, AbortHandle>,
     next_timer: u64,
     _actor: PhantomData<fn() -> A>,
@@ -54,6 +58,7 @@ impl<A: Actor> Ctx<A> {
             stop: None,
             idle_timeout: None,
             idle_timer: None,
+            hand: SyncWrapper::new(Hand::new()),
             timers: HashMap::new(),
             next_timer: 0,
             _actor: PhantomData,
@@ -72,8 +77,9 @@ impl<A: Actor> Ctx<A> {
             empty => empty.insert(Box::pin(tokio::time::sleep_until(deadline))),
         };
         let queue = &self.shared.mailbox;
+        let hand = self.hand.get_mut();
         poll_fn(|cx| {
-            if let Poll::Ready(item) = queue.poll_recv(cx) {
+            if let Poll::Ready(item) = queue.poll_recv(cx, hand) {
                 return Poll::Ready(Some(item));
             }
             timer.as_mut().poll(cx).map(|()| None)

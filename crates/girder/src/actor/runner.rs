@@ -227,12 +227,12 @@ async fn run_loop<A: Actor>(actor: &mut A, ctx: &mut Ctx<A>, init_reply: Option<
         if let Some(r) = ctx.stop.take() {
             break r;
         }
-        let item = match queue.try_recv() {
+        let item = match queue.try_recv(ctx.hand.get_mut()) {
             Some(item) => item,
             None => {
                 core.set_status(ProcessState::Waiting);
                 let item = match ctx.idle_timeout {
-                    None => poll_fn(|cx| queue.poll_recv(cx)).await,
+                    None => poll_fn(|cx| queue.poll_recv(cx, ctx.hand.get_mut())).await,
                     Some(t) => match ctx.next_within(t).await {
                         Some(item) => item,
                         None => {

@@ -18,7 +18,10 @@ pub enum Overflow {
     /// The arriving message is discarded and counted as dropped; the send succeeds.
     DropNewest,
     /// The oldest queued messages of the lane are discarded (and counted) to make
-    /// room, so the mailbox keeps the newest.
+    /// room, so the mailbox keeps the newest. Messages the process has already taken
+    /// ahead of handling (lanes of 16 slots or more hand them out in batches of at
+    /// most an eighth of the capacity, see the [`mailbox`](crate::mailbox) docs) are
+    /// no longer evictable.
     DropOldest,
     /// The sender gets `Full` and the process is killed with exit reason
     /// [`ExitReason::MailboxOverflow`](crate::ExitReason::MailboxOverflow), as the

@@ -19,6 +19,20 @@
 //! priority sends) goes through the same admission — a bound one API bypasses is no
 //! bound.
 //!
+//! # Taking messages out
+//!
+//! The process takes its next item in this order: signals, the priority lane, the
+//! normal lane. From a normal lane of 16 slots or more it also takes messages ahead
+//! in batches (an eighth of the capacity, at most 31), so it does not visit the
+//! mailbox's lock once per message. Messages taken ahead keep counting against the
+//! lane's count and byte bounds and the node budget until the process next visits
+//! the lock (at the latest for the last message of the batch): no bound is ever
+//! overshot, a sender may find the lane full up to a batch early, and room frees in
+//! batches — a sender waiting for room under `Backpressure` is woken once an eighth
+//! of the lane is free, not once per message. Signals and priority messages still
+//! overtake messages taken ahead, and `stats().len` counts them as queued until
+//! they are handed to the handler.
+//!
 //! # When full
 //!
 //! The receiver's [`Overflow`] policy decides: `Reject` hands the message back to the

@@ -9,6 +9,19 @@
 //! Senders waiting for room (`Overflow::Backpressure`) queue in arrival order; a
 //! `try_send` never overtakes a waiting sender, and room freed by the receiver is
 //! handed to the first waiter, which wakes the next one if room remains.
+//!
+//! # Taking messages ahead
+//!
+//! The receiver does not take the lock once per message: when it takes a message out
+//! of a long normal lane, it also moves up to an eighth of the lane's capacity (at
+//! most [`PREFETCH_MAX`]) into its [`Hand`], and hands those out on later receives
+//! without the lock. Taken-ahead messages keep counting against the lane's count and
+//! byte bounds and the node budget until the receiver next comes back to the lock (it
+//! "settles": for the last message of the hand, or for a signal or priority message),
+//! so no bound is ever overshot: a sender may only see the lane full up to that many
+//! messages early, and room comes back in batches. Signals and priority messages
+//! still overtake them: one flag, set under the lock when either lane is non-empty,
+//! is checked before every message handed out of the hand.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,7 +30,7 @@ use std::task::{Context, Poll, Waker};
 use super::budget::Budget;
 use super::{Mailbox, MailboxStats, Overflow};
 use crate::process::Signal;
-use crate::sync::{AtomicU64, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 
 /// Which data lane a message travels in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +84,27 @@ const SHRINK_ABOVE: usize = 32;
 /// may wait in its system lane at once (link and monitor signals are bounded by the
 /// links and monitors themselves).
 pub(crate) const MAX_EXPLICIT_SIGNALS: usize = 64;
+/// At most this many normal messages are taken ahead into the receiver's [`Hand`] at
+/// once (fewer for lanes under 256 slots: an eighth of the capacity, minus the message
+/// taken; none under 16 slots).
+pub(crate) const PREFETCH_MAX: usize = 31;
+
+/// The receiver's private batch: normal messages taken ahead out of the lane, handed
+/// out without the lock. Owned by the process loop; exactly one per queue.
+pub(crate) struct Hand<M> {
+    buf: VecDeque<Envelope<M>>,
+    /// Bytes of messages handed out of `buf` since the receiver last settled.
+    out_bytes: usize,
+}
+
+impl<M> Hand<M> {
+    pub(crate) fn new() -> Self {
+        Hand {
+            buf: VecDeque::new(),
+            out_bytes: 0,
+        }
+    }
+}
 
 struct State<M> {
     normal: VecDeque<Envelope<M>>,
@@ -92,14 +126,19 @@ struct State<M> {
     signals_dropped: u64,
     len_hwm: usize,
     bytes_hwm: usize,
+    /// Normal messages taken ahead into the receiver's hand and not yet settled
+    /// (still in the hand, or handed out since): they count against the lane's bound,
+    /// and their bytes are still in `bytes` and the node budget.
+    hand_len: usize,
 }
 
 impl<M> State<M> {
+    /// How many messages count against `lane`'s bound.
     #[inline]
-    fn lane(&self, lane: Lane) -> &VecDeque<Envelope<M>> {
+    fn lane_len(&self, lane: Lane) -> usize {
         match lane {
-            Lane::Normal => &self.normal,
-            Lane::Priority => &self.priority,
+            Lane::Normal => self.normal.len() + self.hand_len,
+            Lane::Priority => self.priority.len(),
         }
     }
 }
@@ -108,6 +147,16 @@ pub(crate) struct Queue<M> {
     state: Mutex<State<M>>,
     config: Mailbox,
     budget: Arc<Budget>,
+    /// Signals or priority messages are waiting: the receiver must take the lock
+    /// rather than hand out a taken-ahead message. Written under the lock.
+    urgent: AtomicBool,
+    /// Messages handed out of the hand since the receiver last settled. One writer,
+    /// the receiver; read by `close` and `stats`.
+    hand_out: AtomicUsize,
+    /// How many messages to take ahead with each message taken from the normal lane.
+    prefetch: usize,
+    /// Free normal slots needed before the receiver wakes a waiting sender.
+    wake_room: usize,
     handled: AtomicU64,
     expired: AtomicU64,
     wait_samples: AtomicU64,
@@ -134,9 +183,16 @@ impl<M> Queue<M> {
                 signals_dropped: 0,
                 len_hwm: 0,
                 bytes_hwm: 0,
+                hand_len: 0,
             }),
+            prefetch: (config.get_capacity() / 8)
+                .min(PREFETCH_MAX + 1)
+                .saturating_sub(1),
+            wake_room: (config.get_capacity() / 8).max(1),
             config,
             budget,
+            urgent: AtomicBool::new(false),
+            hand_out: AtomicUsize::new(0),
             handled: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             wait_samples: AtomicU64::new(0),
@@ -166,10 +222,10 @@ impl<M> Queue<M> {
         let fast = !st.closed
             && st.waiters.is_empty()
             && waiter.as_ref().is_none_or(|(slot, _)| slot.is_none())
-            && st.lane(lane).len() < cap
+            && st.lane_len(lane) < cap
             && st.bytes + w <= self.config.get_max_bytes();
         if fast && self.budget.try_reserve(w) {
-            Self::enqueue(st, env, lane);
+            self.enqueue(st, env, lane);
             let wake_rx = st.rx_waker.take();
             drop(guard);
             if let Some(w) = wake_rx {
@@ -196,7 +252,7 @@ impl<M> Queue<M> {
     /// Queues an admitted message: counts it, samples its arrival time, updates the
     /// high-water marks.
     #[inline]
-    fn enqueue(st: &mut State<M>, mut env: Envelope<M>, lane: Lane) {
+    fn enqueue(&self, st: &mut State<M>, mut env: Envelope<M>, lane: Lane) {
         if st.accepted % WAIT_SAMPLE_EVERY == 0 {
             env.enqueued = Some(std::time::Instant::now());
         }
@@ -204,9 +260,12 @@ impl<M> Queue<M> {
         st.bytes += env.weight;
         match lane {
             Lane::Normal => st.normal.push_back(env),
-            Lane::Priority => st.priority.push_back(env),
+            Lane::Priority => {
+                st.priority.push_back(env);
+                self.urgent.store(true, Ordering::Release);
+            }
         }
-        let len = st.normal.len() + st.priority.len();
+        let len = st.normal.len() + st.hand_len + st.priority.len();
         st.len_hwm = st.len_hwm.max(len);
         st.bytes_hwm = st.bytes_hwm.max(st.bytes);
     }
@@ -242,13 +301,7 @@ impl<M> Queue<M> {
                 Lane::Normal => self.config.get_capacity(),
                 Lane::Priority => self.config.get_priority_capacity(),
             };
-            let room = |st: &State<M>| {
-                let len = match lane {
-                    Lane::Normal => st.normal.len(),
-                    Lane::Priority => st.priority.len(),
-                };
-                len < cap && st.bytes + w <= max_bytes
-            };
+            let room = |st: &State<M>| st.lane_len(lane) < cap && st.bytes + w <= max_bytes;
             let overflow = self.config.get_overflow();
             let my_id = waiter.as_ref().and_then(|(slot, _)| **slot);
             // Priority messages are not held behind senders waiting for room: that
@@ -319,7 +372,7 @@ impl<M> Queue<M> {
             }
             if !reserved {
                 self.budget.note_refusal();
-                *wake_next = Self::next_if_room(st, &self.config);
+                *wake_next = Self::next_if_room(st, &self.config, 1);
                 match overflow {
                     Overflow::DropNewest | Overflow::DropOldest => {
                         st.dropped += 1;
@@ -331,9 +384,9 @@ impl<M> Queue<M> {
                     }
                 }
             }
-            Self::enqueue(st, env, lane);
+            self.enqueue(st, env, lane);
             *wake_rx = st.rx_waker.take();
-            *wake_next = Self::next_if_room(st, &self.config);
+            *wake_next = Self::next_if_room(st, &self.config, 1);
             Push::Queued
         }
     }
@@ -380,15 +433,22 @@ impl<M> Queue<M> {
     /// The waker of the waiting sender that room just freed can serve: the first in
     /// line if its lane has room; otherwise, if the priority lane has room, the first
     /// priority sender (priority senders do not wait behind normal ones).
+    ///
+    /// `normal_room` is how many free slots the normal lane needs for its first
+    /// waiter to be woken: 1 when a sender passes room on, an eighth of the capacity
+    /// when the receiver frees it (so a sender waiting on a full lane is woken once
+    /// per batch of room, not once per message: each wake-up of a parked sender can
+    /// cost a system call). The lane always drains to that much room, so no waiter is
+    /// left behind.
     #[inline]
-    fn next_if_room(st: &mut State<M>, config: &Mailbox) -> Option<Waker> {
+    fn next_if_room(st: &mut State<M>, config: &Mailbox, normal_room: usize) -> Option<Waker> {
         let (_, lane, _) = st.waiters.front()?;
         if st.bytes >= config.get_max_bytes() {
             return None;
         }
         let priority_room = st.priority.len() < config.get_priority_capacity();
         let front_room = match lane {
-            Lane::Normal => st.normal.len() < config.get_capacity(),
+            Lane::Normal => st.lane_len(Lane::Normal) + normal_room <= config.get_capacity(),
             Lane::Priority => priority_room,
         };
         if front_room {
@@ -411,7 +471,7 @@ impl<M> Queue<M> {
             let mut st = self.state.lock();
             Self::forget_waiter(&mut st, slot);
             st.rejected += 1;
-            Self::next_if_room(&mut st, &self.config)
+            Self::next_if_room(&mut st, &self.config, 1)
         };
         if let Some(w) = wake {
             w.wake();
@@ -427,7 +487,7 @@ impl<M> Queue<M> {
         let wake = {
             let mut st = self.state.lock();
             Self::forget_waiter(&mut st, slot);
-            Self::next_if_room(&mut st, &self.config)
+            Self::next_if_room(&mut st, &self.config, 1)
         };
         if let Some(w) = wake {
             w.wake();
@@ -451,6 +511,7 @@ impl<M> Queue<M> {
                 st.explicit_signals += 1;
             }
             st.signals.push_back((explicit, sig));
+            self.urgent.store(true, Ordering::Release);
             st.rx_waker.take()
         };
         if let Some(w) = wake {
@@ -459,45 +520,108 @@ impl<M> Queue<M> {
         true
     }
 
-    /// Takes the next item: signals first, then the priority lane, then the normal
-    /// lane. Registers the receiver's waker and returns `Pending` when empty, and
-    /// `Ready(None)` once closed.
-    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Item<M>>> {
-        let (item, wake) = {
+    /// Takes the next item: signals first, then the priority lane, then messages
+    /// taken ahead, then the normal lane. Registers the receiver's waker and returns
+    /// `Pending` when empty, and `Ready(None)` once closed.
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>, hand: &mut Hand<M>) -> Poll<Option<Item<M>>> {
+        if let Some(item) = self.take_from_hand(hand) {
+            return Poll::Ready(Some(item));
+        }
+        let (item, wake, discard) = {
             let mut st = self.state.lock();
-            match Self::take(&mut st, &self.config, &self.budget) {
-                Some(found) => found,
-                None => {
-                    if st.closed {
-                        return Poll::Ready(None);
-                    }
-                    match &st.rx_waker {
-                        Some(w) if w.will_wake(cx.waker()) => {}
-                        _ => st.rx_waker = Some(cx.waker().clone()),
-                    }
-                    return Poll::Pending;
+            let (item, wake, discard) = self.take_locked(&mut st, hand);
+            if item.is_none() {
+                if st.closed {
+                    drop(st);
+                    drop(discard);
+                    return Poll::Ready(None);
+                }
+                match &st.rx_waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => st.rx_waker = Some(cx.waker().clone()),
+                }
+                // Going idle: a hand that grew under a burst gives its storage back.
+                if hand.buf.capacity() != 0 {
+                    hand.buf = VecDeque::new();
                 }
             }
+            (item, wake, discard)
         };
+        drop(discard);
         if let Some(w) = wake {
             w.wake();
         }
-        Poll::Ready(Some(item))
+        match item {
+            Some(item) => Poll::Ready(Some(item)),
+            None => Poll::Pending,
+        }
     }
 
     /// Takes the next item without waiting.
-    pub(crate) fn try_recv(&self) -> Option<Item<M>> {
-        let (item, wake) = {
+    pub(crate) fn try_recv(&self, hand: &mut Hand<M>) -> Option<Item<M>> {
+        if let Some(item) = self.take_from_hand(hand) {
+            return Some(item);
+        }
+        let (item, wake, discard) = {
             let mut st = self.state.lock();
-            Self::take(&mut st, &self.config, &self.budget)?
+            self.take_locked(&mut st, hand)
         };
+        drop(discard);
         if let Some(w) = wake {
             w.wake();
         }
-        Some(item)
+        item
     }
 
-    fn take(st: &mut State<M>, config: &Mailbox, budget: &Budget) -> Option<(Item<M>, Option<Waker>)> {
+    /// The lock-free path: the next taken-ahead message, unless signals or priority
+    /// messages are waiting (then the lock decides the order).
+    ///
+    /// The last message of the hand is taken under the lock instead, which settles
+    /// the batch and tops the hand up: a process handling the last message it has
+    /// shows exact counts (`len`, `bytes`, the node budget) to `stats`.
+    #[inline]
+    fn take_from_hand(&self, hand: &mut Hand<M>) -> Option<Item<M>> {
+        if hand.buf.len() < 2 || self.urgent.load(Ordering::Acquire) {
+            return None;
+        }
+        let env = hand.buf.pop_front()?;
+        hand.out_bytes += env.weight;
+        self.hand_out
+            .store(self.hand_out.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        Some(Item::Msg(env))
+    }
+
+    /// Under the lock: settles the hand (room of messages handed out since the last
+    /// visit goes back to the lane, the mailbox's bytes and the node budget), takes
+    /// the next item, and returns the waiting sender to wake, if room allows, and
+    /// anything to drop once the lock is released.
+    #[allow(clippy::type_complexity)]
+    fn take_locked(
+        &self,
+        st: &mut State<M>,
+        hand: &mut Hand<M>,
+    ) -> (Option<Item<M>>, Option<Waker>, VecDeque<Envelope<M>>) {
+        if st.closed {
+            // `close` counted and released everything the hand holds or handed out.
+            hand.out_bytes = 0;
+            return (None, None, std::mem::take(&mut hand.buf));
+        }
+        let out = self.hand_out.load(Ordering::Relaxed);
+        if out != 0 {
+            st.hand_len -= out;
+            self.hand_out.store(0, Ordering::Relaxed);
+        }
+        if hand.out_bytes != 0 {
+            st.bytes -= hand.out_bytes;
+            self.budget.release(hand.out_bytes);
+            hand.out_bytes = 0;
+        }
+        let item = self.take(st, hand);
+        let wake = Self::next_if_room(st, &self.config, self.wake_room);
+        (item, wake, VecDeque::new())
+    }
+
+    fn take(&self, st: &mut State<M>, hand: &mut Hand<M>) -> Option<Item<M>> {
         if let Some((explicit, sig)) = st.signals.pop_front() {
             if explicit {
                 st.explicit_signals -= 1;
@@ -505,17 +629,32 @@ impl<M> Queue<M> {
             if st.signals.is_empty() && st.signals.capacity() > SHRINK_ABOVE {
                 st.signals = VecDeque::new();
             }
-            return Some((Item::Signal(sig), None));
+            self.update_urgent(st);
+            return Some(Item::Signal(sig));
         }
         let env = match st.priority.pop_front() {
             Some(e) => {
                 if st.priority.is_empty() && st.priority.capacity() > SHRINK_ABOVE {
                     st.priority = VecDeque::new();
                 }
+                self.update_urgent(st);
                 e
             }
             None => {
-                let e = st.normal.pop_front()?;
+                let e = match hand.buf.pop_front() {
+                    // Taken ahead earlier: older than anything in the lane.
+                    Some(e) => {
+                        st.hand_len -= 1;
+                        e
+                    }
+                    None => st.normal.pop_front()?,
+                };
+                // Top the hand up from the lane, oldest first.
+                let ahead = (self.prefetch - hand.buf.len()).min(st.normal.len());
+                if ahead != 0 {
+                    hand.buf.extend(st.normal.drain(..ahead));
+                    st.hand_len += ahead;
+                }
                 if st.normal.is_empty() && st.normal.capacity() > SHRINK_ABOVE {
                     st.normal = VecDeque::new();
                 }
@@ -523,9 +662,16 @@ impl<M> Queue<M> {
             }
         };
         st.bytes -= env.weight;
-        budget.release(env.weight);
-        let wake = Self::next_if_room(st, config);
-        Some((Item::Msg(env), wake))
+        self.budget.release(env.weight);
+        Some(Item::Msg(env))
+    }
+
+    /// Clears the urgent flag once the signal and priority lanes are both empty.
+    #[inline]
+    fn update_urgent(&self, st: &State<M>) {
+        if st.signals.is_empty() && st.priority.is_empty() {
+            self.urgent.store(false, Ordering::Release);
+        }
     }
 
     /// Records that a message taken out was handled.
@@ -564,7 +710,14 @@ impl<M> Queue<M> {
                 return;
             }
             st.closed = true;
-            let n = (st.normal.len() + st.priority.len()) as u64;
+            // Taken ahead and never handed out: dropped with the rest. (The receiver
+            // never runs concurrently with `close`: it is called as its task ends.)
+            let in_hand = st.hand_len - self.hand_out.load(Ordering::Relaxed);
+            st.hand_len = 0;
+            self.hand_out.store(0, Ordering::Relaxed);
+            // Makes the receiver take the lock, where it sees `closed`.
+            self.urgent.store(true, Ordering::Release);
+            let n = (st.normal.len() + st.priority.len() + in_hand) as u64;
             st.dropped += n;
             self.budget.release(st.bytes);
             st.bytes = 0;
@@ -593,8 +746,9 @@ impl<M> Queue<M> {
     pub(crate) fn stats(&self) -> MailboxStats {
         let st = self.state.lock();
         let samples = self.wait_samples.load(Ordering::Relaxed);
+        let in_hand = st.hand_len.saturating_sub(self.hand_out.load(Ordering::Relaxed));
         MailboxStats {
-            len: st.normal.len(),
+            len: st.normal.len() + in_hand,
             priority_len: st.priority.len(),
             signals: st.signals.len(),
             bytes: st.bytes,
@@ -719,23 +873,41 @@ mod loom_tests {
         }))
     }
 
-    /// Waits for the next message (`None` once closed).
+    /// Waits for the next message (`None` once closed). For lanes too short to take
+    /// messages ahead (under 16 slots), so a fresh hand per call loses nothing.
     fn recv(q: &Queue<u32>) -> Option<u32> {
-        block_on(poll_fn(|cx| q.poll_recv(cx))).map(|item| match item {
+        assert_eq!(q.prefetch, 0, "use recv_with for lanes that take messages ahead");
+        recv_with(q, &mut Hand::new())
+    }
+
+    fn recv_with(q: &Queue<u32>, hand: &mut Hand<u32>) -> Option<u32> {
+        block_on(poll_fn(|cx| q.poll_recv(cx, hand))).map(|item| match item {
             Item::Msg(e) => e.msg,
             Item::Signal(_) => panic!("no signals in these models"),
         })
     }
 
     fn try_recv(q: &Queue<u32>) -> Option<u32> {
-        q.try_recv().map(|item| match item {
+        assert_eq!(
+            q.prefetch, 0,
+            "use try_recv_with for lanes that take messages ahead"
+        );
+        try_recv_with(q, &mut Hand::new())
+    }
+
+    fn try_recv_with(q: &Queue<u32>, hand: &mut Hand<u32>) -> Option<u32> {
+        q.try_recv(hand).map(|item| match item {
             Item::Msg(e) => e.msg,
             Item::Signal(_) => panic!("no signals in these models"),
         })
     }
 
     fn drain(q: &Queue<u32>) -> Vec<u32> {
-        std::iter::from_fn(|| try_recv(q)).collect()
+        drain_with(q, &mut Hand::new())
+    }
+
+    fn drain_with(q: &Queue<u32>, hand: &mut Hand<u32>) -> Vec<u32> {
+        std::iter::from_fn(|| try_recv_with(q, hand)).collect()
     }
 
     /// Two senders race for the last slot of a lane (one message already queued,
@@ -1018,5 +1190,258 @@ mod loom_tests {
             assert_eq!((s.accepted, s.dropped, s.waiting_senders), (1, 1, 0));
             assert_eq!((s.bytes, budget.used()), (0, 0));
         });
+    }
+
+    /// Messages taken ahead keep their room until the receiver settles: a full lane
+    /// of 24 (two taken ahead per visit) admits exactly as much as it has settled,
+    /// never more, while the receiver hands messages out without the lock; every
+    /// message arrives once, in order, and the bytes come back.
+    #[test]
+    fn loom_taken_ahead_messages_keep_their_room() {
+        model(|| {
+            let (q, budget) = queue(24, 1_000, Overflow::Reject, 1_000);
+            assert_eq!(q.prefetch, 2);
+            for i in 0..24 {
+                assert_eq!(try_push(&q, i, 1), Out::Queued);
+            }
+            let mut hand = Hand::new();
+            // Under the lock: 0 out, 1 and 2 taken ahead; one slot free.
+            assert_eq!(try_recv_with(&q, &mut hand), Some(0));
+            let t = {
+                let q = q.clone();
+                thread::spawn(move || {
+                    let a = try_push(&q, 100, 1);
+                    assert!(q.stats().len <= 24, "count bound overshot");
+                    let b = try_push(&q, 101, 1);
+                    (a, b)
+                })
+            };
+            // Without the lock (1 keeps its slot), then under it (settles 1 and 2,
+            // takes 3 and 4 ahead).
+            assert_eq!(try_recv_with(&q, &mut hand), Some(1));
+            assert_eq!(try_recv_with(&q, &mut hand), Some(2));
+            let (a, b) = t.join().unwrap();
+            assert_eq!(a, Out::Queued, "the slot freed before the sender started");
+            assert!(matches!(b, Out::Queued | Out::Full), "{b:?}");
+            let queued = 1 + u64::from(b == Out::Queued);
+            let mut got = vec![0, 1, 2];
+            got.extend(drain_with(&q, &mut hand));
+            let mut expected: Vec<u32> = (0..24).collect();
+            expected.extend([100, 101].into_iter().take(queued as usize));
+            assert_eq!(got, expected);
+            let s = q.stats();
+            assert!(s.len_hwm <= 24, "{s:?}");
+            assert_eq!((s.accepted, s.rejected), (24 + queued, 2 - queued));
+            assert_eq!((s.len, s.bytes, budget.used()), (0, 0, 0));
+        });
+    }
+
+    /// A signal or priority message sent while the receiver holds taken-ahead
+    /// messages is delivered exactly once, and the normal messages keep their order.
+    #[test]
+    fn loom_urgent_items_reach_a_receiver_with_a_full_hand() {
+        model(|| {
+            let (q, budget) = queue(24, 1_000, Overflow::Reject, 1_000);
+            for i in 0..5 {
+                assert_eq!(try_push(&q, i, 1), Out::Queued);
+            }
+            let mut hand = Hand::new();
+            assert_eq!(try_recv_with(&q, &mut hand), Some(0));
+            let t = {
+                let q = q.clone();
+                thread::spawn(move || {
+                    assert!(q.push_signal(Signal::Wake(7), false));
+                    assert_eq!(out(&q.push(env(50, 1), Lane::Priority, None)), Out::Queued);
+                })
+            };
+            let (mut normal, mut signals, mut priority) = (vec![0], 0, 0);
+            while normal.len() < 5 || signals + priority < 2 {
+                match block_on(poll_fn(|cx| q.poll_recv(cx, &mut hand))).expect("open") {
+                    Item::Msg(e) if e.msg == 50 => priority += 1,
+                    Item::Msg(e) => normal.push(e.msg),
+                    Item::Signal(Signal::Wake(7)) => signals += 1,
+                    Item::Signal(_) => panic!("unexpected signal"),
+                }
+            }
+            t.join().unwrap();
+            assert_eq!(normal, [0, 1, 2, 3, 4]);
+            assert_eq!((signals, priority), (1, 1));
+            assert_eq!(try_recv_with(&q, &mut hand), None);
+            assert_eq!((q.stats().bytes, budget.used()), (0, 0));
+        });
+    }
+
+    /// A sender waiting on a full lane is woken once the receiver has freed a batch
+    /// of room (an eighth of the lane), and not lost while the room accrues.
+    #[test]
+    fn loom_waiting_sender_is_woken_for_a_batch_of_room() {
+        model(|| {
+            let (q, budget) = queue(16, 1_000, Overflow::Backpressure, 1_000);
+            assert_eq!((q.prefetch, q.wake_room), (1, 2));
+            for i in 0..16 {
+                assert_eq!(try_push(&q, i, 1), Out::Queued);
+            }
+            let t = {
+                let q = q.clone();
+                thread::spawn(move || send(&q, 100, 1))
+            };
+            let mut hand = Hand::new();
+            let mut got = Vec::new();
+            // Two messages free two slots, the batch the waiter needs.
+            for _ in 0..2 {
+                got.push(recv_with(&q, &mut hand).unwrap());
+            }
+            assert_eq!(t.join().unwrap(), Out::Queued);
+            got.extend(drain_with(&q, &mut hand));
+            let mut expected: Vec<u32> = (0..16).collect();
+            expected.push(100);
+            assert_eq!(got, expected);
+            let s = q.stats();
+            assert_eq!((s.accepted, s.rejected, s.waiting_senders), (17, 0, 0));
+            assert!(s.len_hwm <= 16);
+            assert_eq!((s.bytes, budget.used()), (0, 0));
+        });
+    }
+}
+
+#[cfg(all(test, not(girder_loom)))]
+mod tests {
+    use super::*;
+
+    fn env(msg: u32, weight: usize) -> Envelope<u32> {
+        Envelope {
+            msg,
+            weight,
+            deadline: None,
+            enqueued: None,
+        }
+    }
+
+    fn full_queue(capacity: usize, n: u32) -> (Queue<u32>, Arc<Budget>) {
+        let budget = Arc::new(Budget::new(1 << 20));
+        let q = Queue::new(Mailbox::bounded(capacity), budget.clone());
+        for i in 0..n {
+            assert!(matches!(q.push(env(i, 10), Lane::Normal, None), Push::Queued));
+        }
+        (q, budget)
+    }
+
+    fn msg(item: Option<Item<u32>>) -> Option<u32> {
+        item.map(|i| match i {
+            Item::Msg(e) => e.msg,
+            Item::Signal(_) => u32::MAX,
+        })
+    }
+
+    #[test]
+    fn lanes_take_an_eighth_of_their_capacity_ahead_at_most_thirty_one() {
+        let budget = Arc::new(Budget::new(1 << 20));
+        let prefetch = |cap| Queue::<u32>::new(Mailbox::bounded(cap), budget.clone()).prefetch;
+        assert_eq!(
+            [prefetch(1), prefetch(15), prefetch(16), prefetch(64)],
+            [0, 0, 1, 7]
+        );
+        assert_eq!([prefetch(256), prefetch(1024), prefetch(1 << 20)], [31, 31, 31]);
+    }
+
+    #[test]
+    fn taken_ahead_messages_count_as_queued_until_handed_out() {
+        let (q, budget) = full_queue(1024, 100);
+        let mut hand = Hand::new();
+        assert_eq!(msg(q.try_recv(&mut hand)), Some(0));
+        assert_eq!(hand.buf.len(), 31);
+        let s = q.stats();
+        assert_eq!((s.len, s.bytes), (99, 990));
+        assert_eq!(msg(q.try_recv(&mut hand)), Some(1));
+        // Handed out without the lock: no longer queued, its bytes not yet settled.
+        let s = q.stats();
+        assert_eq!((s.len, s.bytes, budget.used()), (98, 990, 990));
+        for i in 2..100 {
+            assert_eq!(msg(q.try_recv(&mut hand)), Some(i));
+        }
+        assert_eq!(msg(q.try_recv(&mut hand)), None);
+        let s = q.stats();
+        assert_eq!((s.len, s.bytes, budget.used(), s.accepted), (0, 0, 0, 100));
+    }
+
+    #[test]
+    fn the_last_message_in_hand_settles_the_batch() {
+        let (q, budget) = full_queue(1024, 32);
+        let mut hand = Hand::new();
+        for i in 0..32 {
+            assert_eq!(msg(q.try_recv(&mut hand)), Some(i));
+        }
+        // Handling the last message it has, the process shows exact counts.
+        let s = q.stats();
+        assert_eq!((s.len, s.bytes, budget.used()), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_signal_overtakes_messages_taken_ahead() {
+        let (q, _budget) = full_queue(1024, 10);
+        let mut hand = Hand::new();
+        assert_eq!(msg(q.try_recv(&mut hand)), Some(0));
+        assert!(q.push_signal(Signal::Wake(1), false));
+        assert!(matches!(
+            q.try_recv(&mut hand),
+            Some(Item::Signal(Signal::Wake(1)))
+        ));
+        assert!(matches!(q.push(env(99, 1), Lane::Priority, None), Push::Queued));
+        assert_eq!(msg(q.try_recv(&mut hand)), Some(99));
+        for i in 1..10 {
+            assert_eq!(msg(q.try_recv(&mut hand)), Some(i));
+        }
+    }
+
+    #[test]
+    fn close_counts_messages_taken_ahead_as_dropped() {
+        let (q, budget) = full_queue(1024, 10);
+        let mut hand = Hand::new();
+        assert_eq!(msg(q.try_recv(&mut hand)), Some(0));
+        assert_eq!(msg(q.try_recv(&mut hand)), Some(1));
+        q.close();
+        let s = q.stats();
+        assert_eq!((s.accepted, s.dropped, s.len, s.bytes), (10, 8, 0, 0));
+        assert_eq!(budget.used(), 0);
+        // The hand is emptied, not handed out, once the mailbox is closed.
+        assert_eq!(msg(q.try_recv(&mut hand)), None);
+        assert!(hand.buf.is_empty());
+    }
+
+    #[test]
+    fn drop_oldest_evicts_from_the_lane_not_from_the_hand() {
+        let budget = Arc::new(Budget::new(1 << 20));
+        let q = Queue::new(
+            Mailbox::bounded(16).overflow(Overflow::DropOldest),
+            budget.clone(),
+        );
+        for i in 0..16 {
+            assert!(matches!(q.push(env(i, 10), Lane::Normal, None), Push::Queued));
+        }
+        let mut hand = Hand::new();
+        // 0 out, 1 taken ahead: 15 count against the bound.
+        assert_eq!(msg(q.try_recv(&mut hand)), Some(0));
+        for i in 16..18 {
+            assert!(matches!(q.push(env(i, 10), Lane::Normal, None), Push::Queued));
+        }
+        let s = q.stats();
+        assert_eq!((s.len, s.dropped, s.len_hwm), (16, 1, 16));
+        // 2, the oldest in the lane, went; 1, taken ahead, stayed.
+        let rest: Vec<u32> = std::iter::from_fn(|| msg(q.try_recv(&mut hand))).collect();
+        assert_eq!(rest, [1].into_iter().chain(3..18).collect::<Vec<_>>());
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn a_going_idle_receiver_gives_its_hand_storage_back() {
+        let (q, _budget) = full_queue(1024, 40);
+        let mut hand = Hand::new();
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..40 {
+            assert!(q.poll_recv(&mut cx, &mut hand).is_ready());
+        }
+        assert!(q.poll_recv(&mut cx, &mut hand).is_pending());
+        assert_eq!(hand.buf.capacity(), 0);
     }
 }
