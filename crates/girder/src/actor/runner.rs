@@ -227,13 +227,35 @@ async fn run_loop<A: Actor>(actor: &mut A, ctx: &mut Ctx<A>, init_reply: Option<
         if let Some(r) = ctx.stop.take() {
             break r;
         }
-        let item = match queue.try_recv(ctx.hand.get_mut()) {
-            Some(item) => item,
+        let item = match ctx.idle_timeout {
+            // One visit to the mailbox per item: a message that is there is taken; if
+            // none is, the same visit registers the wake-up.
             None => {
-                core.set_status(ProcessState::Waiting);
-                let item = match ctx.idle_timeout {
-                    None => poll_fn(|cx| queue.poll_recv(cx, ctx.hand.get_mut())).await,
-                    Some(t) => match ctx.next_within(t).await {
+                let hand = ctx.hand.get_mut();
+                let mut waited = false;
+                let item = poll_fn(|cx| {
+                    let r = queue.poll_recv(cx, hand);
+                    if r.is_pending() && !waited {
+                        waited = true;
+                        core.set_status(ProcessState::Waiting);
+                    }
+                    r
+                })
+                .await;
+                if waited {
+                    core.set_status(ProcessState::Running);
+                }
+                match item {
+                    Some(item) => item,
+                    // Closed under us: the process is being torn down.
+                    None => break ExitReason::Killed,
+                }
+            }
+            Some(t) => match queue.try_recv(ctx.hand.get_mut()) {
+                Some(item) => item,
+                None => {
+                    core.set_status(ProcessState::Waiting);
+                    let item = match ctx.next_within(t).await {
                         Some(item) => item,
                         None => {
                             core.set_status(ProcessState::Running);
@@ -242,15 +264,15 @@ async fn run_loop<A: Actor>(actor: &mut A, ctx: &mut Ctx<A>, init_reply: Option<
                                 Flow::Stop(r) => break r,
                             }
                         }
-                    },
-                };
-                core.set_status(ProcessState::Running);
-                match item {
-                    Some(item) => item,
-                    // Closed under us: the process is being torn down.
-                    None => break ExitReason::Killed,
+                    };
+                    core.set_status(ProcessState::Running);
+                    match item {
+                        Some(item) => item,
+                        // Closed under us: the process is being torn down.
+                        None => break ExitReason::Killed,
+                    }
                 }
-            }
+            },
         };
         let flow = match item {
             Item::Msg(env) => {

@@ -527,15 +527,14 @@ impl<M> Queue<M> {
         if let Some(item) = self.take_from_hand(hand) {
             return Poll::Ready(Some(item));
         }
-        let (item, wake, discard) = {
+        let (item, wake) = {
             let mut st = self.state.lock();
-            let (item, wake, discard) = self.take_locked(&mut st, hand);
+            let Some((item, wake)) = self.take_locked(&mut st, hand) else {
+                drop(st);
+                drop(std::mem::take(&mut hand.buf));
+                return Poll::Ready(None);
+            };
             if item.is_none() {
-                if st.closed {
-                    drop(st);
-                    drop(discard);
-                    return Poll::Ready(None);
-                }
                 match &st.rx_waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     _ => st.rx_waker = Some(cx.waker().clone()),
@@ -545,9 +544,8 @@ impl<M> Queue<M> {
                     hand.buf = VecDeque::new();
                 }
             }
-            (item, wake, discard)
+            (item, wake)
         };
-        drop(discard);
         if let Some(w) = wake {
             w.wake();
         }
@@ -562,11 +560,17 @@ impl<M> Queue<M> {
         if let Some(item) = self.take_from_hand(hand) {
             return Some(item);
         }
-        let (item, wake, discard) = {
+        let (item, wake) = {
             let mut st = self.state.lock();
-            self.take_locked(&mut st, hand)
+            match self.take_locked(&mut st, hand) {
+                Some(taken) => taken,
+                None => {
+                    drop(st);
+                    drop(std::mem::take(&mut hand.buf));
+                    return None;
+                }
+            }
         };
-        drop(discard);
         if let Some(w) = wake {
             w.wake();
         }
@@ -593,18 +597,15 @@ impl<M> Queue<M> {
 
     /// Under the lock: settles the hand (room of messages handed out since the last
     /// visit goes back to the lane, the mailbox's bytes and the node budget), takes
-    /// the next item, and returns the waiting sender to wake, if room allows, and
-    /// anything to drop once the lock is released.
-    #[allow(clippy::type_complexity)]
-    fn take_locked(
-        &self,
-        st: &mut State<M>,
-        hand: &mut Hand<M>,
-    ) -> (Option<Item<M>>, Option<Waker>, VecDeque<Envelope<M>>) {
+    /// the next item, and returns it with the waiting sender to wake, if room allows.
+    /// `None` once the mailbox is closed: the caller then empties the hand (`close`
+    /// counted its messages as dropped) after releasing the lock.
+    #[inline]
+    fn take_locked(&self, st: &mut State<M>, hand: &mut Hand<M>) -> Option<(Option<Item<M>>, Option<Waker>)> {
         if st.closed {
             // `close` counted and released everything the hand holds or handed out.
             hand.out_bytes = 0;
-            return (None, None, std::mem::take(&mut hand.buf));
+            return None;
         }
         let out = self.hand_out.load(Ordering::Relaxed);
         if out != 0 {
@@ -617,8 +618,12 @@ impl<M> Queue<M> {
             hand.out_bytes = 0;
         }
         let item = self.take(st, hand);
-        let wake = Self::next_if_room(st, &self.config, self.wake_room);
-        (item, wake, VecDeque::new())
+        let wake = if st.waiters.is_empty() {
+            None
+        } else {
+            Self::next_if_room(st, &self.config, self.wake_room)
+        };
+        Some((item, wake))
     }
 
     fn take(&self, st: &mut State<M>, hand: &mut Hand<M>) -> Option<Item<M>> {
