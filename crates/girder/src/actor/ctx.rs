@@ -29,22 +29,30 @@ pub struct Ctx<A: Actor> {
     pub(crate) shared: Arc<ProcessShared<A::Msg>>,
     pub(crate) node: Node,
     pub(crate) stop: Option<ExitReason>,
-    pub(crate) idle_timeout: Option<Duration>,
-    /// The idle timeout's timer: allocated on first use and re-armed for every wait,
-    /// so that processes without an idle timeout do not carry one in their future.
-    idle_timer: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Normal messages the process loop took out of the mailbox ahead of handling.
     /// (Only ever reached through `&mut`, so `Ctx` stays `Sync` for any message type.)
     pub(crate) hand: SyncWrapper<Hand<A::Msg>>,
-    timers: HashMap<u64, AbortHandle>,
-    next_timer: u64,
+    /// Timers and the idle timeout: allocated on first use, so that a process that
+    /// never arms one does not carry their state (`Ctx` lives in every process's
+    /// future, most of an idle process's memory).
+    timers: Option<Box<Timers>>,
     _actor: PhantomData<fn() -> A>,
 }
 
-impl<A: Actor> Drop for Ctx<A> {
+/// A process's timer state.
+#[derive(Default)]
+struct Timers {
+    idle_timeout: Option<Duration>,
+    /// The idle timeout's timer, re-armed for every wait.
+    idle_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    armed: HashMap<u64, AbortHandle>,
+    next: u64,
+}
+
+impl Drop for Timers {
     fn drop(&mut self) {
         // A process's timers die with it.
-        for (_, t) in self.timers.drain() {
+        for (_, t) in self.armed.drain() {
             t.abort();
         }
     }
@@ -56,20 +64,27 @@ impl<A: Actor> Ctx<A> {
             shared,
             node,
             stop: None,
-            idle_timeout: None,
-            idle_timer: None,
             hand: SyncWrapper::new(Hand::new()),
-            timers: HashMap::new(),
-            next_timer: 0,
+            timers: None,
             _actor: PhantomData,
         }
+    }
+
+    fn timers(&mut self) -> &mut Timers {
+        self.timers.get_or_insert_with(Default::default)
+    }
+
+    /// The idle timeout set with [`set_idle_timeout`](Ctx::set_idle_timeout).
+    pub(crate) fn idle_timeout(&self) -> Option<Duration> {
+        self.timers.as_ref().and_then(|t| t.idle_timeout)
     }
 
     /// Waits for the next mailbox item for at most `t`: `None` if the time ran out
     /// first (`Some(None)` once the mailbox is closed).
     pub(crate) async fn next_within(&mut self, t: Duration) -> Option<Option<Item<A::Msg>>> {
         let deadline = tokio::time::Instant::now() + t;
-        let timer = match &mut self.idle_timer {
+        let timers = self.timers.get_or_insert_with(Default::default);
+        let timer = match &mut timers.idle_timer {
             Some(timer) => {
                 timer.as_mut().reset(deadline);
                 timer
@@ -216,7 +231,9 @@ impl<A: Actor> Ctx<A> {
     /// Calls [`Actor::handle_timeout`] when no message arrives for `timeout`
     /// (`GenServer`'s timeout); `None` turns it off.
     pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
-        self.idle_timeout = timeout;
+        if timeout.is_some() || self.timers.is_some() {
+            self.timers().idle_timeout = timeout;
+        }
     }
 
     /// Registers this process under `name`.
@@ -238,32 +255,36 @@ impl<A: Actor> Ctx<A> {
     /// [`max_timers_per_process`](crate::NodeBuilder::max_timers_per_process) pending.
     pub fn send_after(&mut self, delay: Duration, msg: A::Msg) -> Result<TimerRef, TimerError> {
         let limit = self.node.inner.config.max_timers_per_process;
-        if self.timers.len() >= limit {
-            self.timers.retain(|_, t| !t.is_finished());
-            if self.timers.len() >= limit {
+        let pid = self.pid();
+        let timers = self.timers.get_or_insert_with(Default::default);
+        if timers.armed.len() >= limit {
+            timers.armed.retain(|_, t| !t.is_finished());
+            if timers.armed.len() >= limit {
                 self.node
                     .inner
                     .counters
                     .timer_refusals
                     .fetch_add(1, Ordering::Relaxed);
-                crate::limit_event!(warn, "timer refused: too many pending", pid = %self.pid(), limit);
+                crate::limit_event!(warn, "timer refused: too many pending", pid = %pid, limit);
                 return Err(TimerError::TooMany { limit });
             }
         }
-        let id = self.next_timer;
-        self.next_timer += 1;
-        let addr = self.addr();
+        let id = timers.next;
+        timers.next += 1;
+        let addr: Addr<A> = Addr {
+            shared: self.shared.clone(),
+        };
         let task = self.node.inner.runtime.spawn(async move {
             tokio::time::sleep(delay).await;
             let _ = addr.send(msg).await;
         });
-        self.timers.insert(id, task.abort_handle());
+        timers.armed.insert(id, task.abort_handle());
         Ok(TimerRef(id))
     }
 
     /// Cancels a timer. Returns `true` if it had not fired yet.
     pub fn cancel_timer(&mut self, timer: TimerRef) -> bool {
-        match self.timers.remove(&timer.0) {
+        match self.timers.as_mut().and_then(|t| t.armed.remove(&timer.0)) {
             Some(t) => {
                 let pending = !t.is_finished();
                 t.abort();
@@ -275,7 +296,9 @@ impl<A: Actor> Ctx<A> {
 
     /// Timers armed and not yet fired or cancelled.
     pub fn pending_timers(&mut self) -> usize {
-        self.timers.retain(|_, t| !t.is_finished());
-        self.timers.len()
+        self.timers.as_mut().map_or(0, |t| {
+            t.armed.retain(|_, t| !t.is_finished());
+            t.armed.len()
+        })
     }
 }

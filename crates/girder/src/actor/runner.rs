@@ -14,7 +14,7 @@ use super::addr::CURRENT;
 use super::ctx::Ctx;
 use super::shared::ProcessShared;
 use super::{Actor, Addr, Flow};
-use crate::mailbox::queue::{Item, Queue};
+use crate::mailbox::queue::{Envelope, Item, Queue};
 use crate::node::NodeInner;
 use crate::process::{ProcessCore, ProcessHandle, ProcessState, Signal, SubtreeBudget};
 use crate::{ExitReason, Node, SpawnError, SpawnOptions};
@@ -194,6 +194,10 @@ async fn guarded(core: &ProcessCore, fut: impl Future<Output = Flow>) -> Flow {
 /// The process task. A plain function returning an `async move` block (not an
 /// `async fn`) so the actor, context and guard live once in the task, not once as
 /// arguments and again as locals: the future is most of an idle process's memory.
+///
+/// For the same reason the phases are separate futures awaited one after the other
+/// (`start`, `receive_loop`, `terminate`) and each item is dispatched by its own
+/// future (`dispatch`): the task's state is the largest of them, not their sum.
 #[allow(clippy::manual_async_fn)]
 fn run<A: Actor>(
     mut actor: A,
@@ -202,13 +206,29 @@ fn run<A: Actor>(
     guard: ExitGuard<A::Msg>,
 ) -> impl Future<Output = ()> + Send {
     async move {
-        let reason = run_loop(&mut actor, &mut ctx, init_reply).await;
+        let started = { start(&mut actor, &mut ctx, init_reply).await };
+        let reason = match started {
+            Err(reason) => reason,
+            Ok(()) => {
+                let reason = receive_loop(&mut actor, &mut ctx).await;
+                ctx.shared.core.set_status(ProcessState::Exiting);
+                let _ = AssertUnwindSafe(actor.terminate(&reason, &mut ctx))
+                    .catch_unwind()
+                    .await;
+                reason
+            }
+        };
         guard.finish(reason);
     }
 }
 
-async fn run_loop<A: Actor>(actor: &mut A, ctx: &mut Ctx<A>, init_reply: Option<InitReply>) -> ExitReason {
-    let parent = ctx.parent();
+/// Runs `init` (a panic is an init failure) and reports its outcome to a waiting
+/// `start`.
+async fn start<A: Actor>(
+    actor: &mut A,
+    ctx: &mut Ctx<A>,
+    init_reply: Option<InitReply>,
+) -> Result<(), ExitReason> {
     let init = match AssertUnwindSafe(actor.init(ctx)).catch_unwind().await {
         Ok(r) => r,
         Err(payload) => Err(panic_reason(&*payload)),
@@ -216,120 +236,152 @@ async fn run_loop<A: Actor>(actor: &mut A, ctx: &mut Ctx<A>, init_reply: Option<
     if let Some(tx) = init_reply {
         let _ = tx.send(init.clone());
     }
-    if let Err(reason) = init {
-        return reason;
-    }
-    let shared = ctx.shared.clone();
-    let queue = &shared.mailbox;
-    let core = &shared.core;
+    init
+}
 
-    let reason = loop {
-        if let Some(r) = ctx.stop.take() {
-            break r;
-        }
-        let item = match ctx.idle_timeout {
-            // One visit to the mailbox per item: a message that is there is taken; if
-            // none is, the same visit registers the wake-up.
-            None => {
-                let hand = ctx.hand.get_mut();
-                let mut waited = false;
-                let item = poll_fn(|cx| {
-                    let r = queue.poll_recv(cx, hand);
-                    if r.is_pending() && !waited {
-                        waited = true;
-                        core.set_status(ProcessState::Waiting);
-                    }
-                    r
-                })
-                .await;
-                if waited {
-                    core.set_status(ProcessState::Running);
-                }
-                match item {
-                    Some(item) => item,
-                    // Closed under us: the process is being torn down.
-                    None => break ExitReason::Killed,
-                }
-            }
-            Some(t) => match queue.try_recv(ctx.hand.get_mut()) {
-                Some(item) => item,
-                None => {
+/// What the receive loop got from the mailbox.
+enum Next<M> {
+    Item(Item<M>),
+    /// The idle timeout passed without an item.
+    IdleTimeout,
+    /// The mailbox was closed under the loop: the process is being torn down.
+    Closed,
+}
+
+/// Takes the next mailbox item, waiting for one (at most the idle timeout, if set).
+async fn next_item<A: Actor>(ctx: &mut Ctx<A>, shared: &ProcessShared<A::Msg>) -> Next<A::Msg> {
+    let (queue, core) = (&shared.mailbox, &shared.core);
+    match ctx.idle_timeout() {
+        // One visit to the mailbox per item: a message that is there is taken; if
+        // none is, the same visit registers the wake-up.
+        None => {
+            let hand = ctx.hand.get_mut();
+            let mut waited = false;
+            let item = poll_fn(|cx| {
+                let r = queue.poll_recv(cx, hand);
+                if r.is_pending() && !waited {
+                    waited = true;
                     core.set_status(ProcessState::Waiting);
-                    let item = match ctx.next_within(t).await {
-                        Some(item) => item,
-                        None => {
-                            core.set_status(ProcessState::Running);
-                            match guarded(core, actor.handle_timeout(ctx)).await {
-                                Flow::Continue => continue,
-                                Flow::Stop(r) => break r,
-                            }
-                        }
-                    };
-                    core.set_status(ProcessState::Running);
-                    match item {
-                        Some(item) => item,
-                        // Closed under us: the process is being torn down.
-                        None => break ExitReason::Killed,
-                    }
                 }
-            },
+                r
+            })
+            .await;
+            if waited {
+                core.set_status(ProcessState::Running);
+            }
+            item.map_or(Next::Closed, Next::Item)
+        }
+        Some(t) => {
+            if let Some(item) = queue.try_recv(ctx.hand.get_mut()) {
+                return Next::Item(item);
+            }
+            core.set_status(ProcessState::Waiting);
+            let next = ctx.next_within(t).await;
+            core.set_status(ProcessState::Running);
+            match next {
+                Some(Some(item)) => Next::Item(item),
+                Some(None) => Next::Closed,
+                None => Next::IdleTimeout,
+            }
+        }
+    }
+}
+
+async fn receive_loop<A: Actor>(actor: &mut A, ctx: &mut Ctx<A>) -> ExitReason {
+    let shared = ctx.shared.clone();
+    let (queue, core) = (&shared.mailbox, &shared.core);
+    loop {
+        if let Some(r) = ctx.stop.take() {
+            return r;
+        }
+        // In a block, so the awaited result's storage ends here and does not sit in
+        // the task beside the handler's future.
+        let item = {
+            match next_item(ctx, &shared).await {
+                Next::Item(item) => Some(item),
+                Next::IdleTimeout => None,
+                Next::Closed => return ExitReason::Killed,
+            }
         };
         let flow = match item {
-            Item::Msg(env) => {
-                if env.deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            // The hot path, inline: a message for `handle`.
+            Some(Item::Msg(Envelope {
+                msg,
+                deadline,
+                enqueued,
+                ..
+            })) => {
+                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
                     queue.note_expired();
-                    drop(env);
-                    Flow::Continue
-                } else {
-                    queue.note_handled(env.enqueued);
-                    guarded(core, actor.handle(env.msg, ctx)).await
+                    drop(msg);
+                    continue;
                 }
+                queue.note_handled(enqueued);
+                guarded(core, actor.handle(msg, ctx)).await
             }
-            Item::Signal(Signal::Stop(r)) => break r,
-            Item::Signal(Signal::Wake(token)) => guarded(core, actor.handle_wake(token, ctx)).await,
-            Item::Signal(Signal::Exit { from, reason, linked }) => {
-                if linked {
-                    // Withdrawn by an unlink, or consumed: nothing to do.
-                    let was_linked = core
-                        .state
-                        .lock()
-                        .rel
-                        .as_mut()
-                        .is_some_and(|r| r.links.remove(&from));
-                    if !was_linked {
-                        continue;
-                    }
-                }
-                if Some(from) == parent {
-                    // gen_server: an exit signal from the parent (through the link,
-                    // or a supervisor's explicit `exit(child, shutdown)`) ends the
-                    // process, after `terminate`.
-                    break reason;
-                }
-                guarded(core, actor.handle_exit(from, reason, ctx)).await
-            }
-            Item::Signal(Signal::Down(down)) => {
-                let active = core
+            Some(Item::Signal(Signal::Wake(token))) => guarded(core, actor.handle_wake(token, ctx)).await,
+            Some(Item::Signal(Signal::Stop(r))) => return r,
+            // Exit and down signals are rare (a linked or monitored process died):
+            // their future is boxed rather than sized into every process's task.
+            Some(Item::Signal(sig)) => match Box::pin(signal(actor, ctx, &shared, sig)).await {
+                Some(flow) => flow,
+                None => continue,
+            },
+            None => guarded(core, actor.handle_timeout(ctx)).await,
+        };
+        if let Flow::Stop(r) = flow {
+            return r;
+        }
+        // Stay preemptible under a flood: one unit of coop budget per message.
+        tokio::task::consume_budget().await;
+    }
+}
+
+/// Hands an exit or down signal to its handler. `None`: nothing ran (a link or
+/// monitor signal withdrawn since), so the loop goes straight on to the next item.
+async fn signal<A: Actor>(
+    actor: &mut A,
+    ctx: &mut Ctx<A>,
+    shared: &ProcessShared<A::Msg>,
+    sig: Signal,
+) -> Option<Flow> {
+    let core = &shared.core;
+    let flow = match sig {
+        Signal::Stop(r) => Flow::Stop(r),
+        Signal::Wake(token) => guarded(core, actor.handle_wake(token, ctx)).await,
+        Signal::Exit { from, reason, linked } => {
+            if linked {
+                // Withdrawn by an unlink, or consumed: nothing to do.
+                let was_linked = core
                     .state
                     .lock()
                     .rel
                     .as_mut()
-                    .is_some_and(|r| r.monitors.remove(&down.monitor).is_some());
-                if !active {
-                    continue;
+                    .is_some_and(|r| r.links.remove(&from));
+                if !was_linked {
+                    return None;
                 }
-                guarded(core, actor.handle_down(down, ctx)).await
             }
-        };
-        if let Flow::Stop(r) = flow {
-            break r;
+            if Some(from) == core.parent {
+                // gen_server: an exit signal from the parent (through the link, or a
+                // supervisor's explicit `exit(child, shutdown)`) ends the process,
+                // after `terminate`.
+                return Some(Flow::Stop(reason));
+            }
+            guarded(core, actor.handle_exit(from, reason, ctx)).await
         }
-        // Stay preemptible under a flood: one unit of coop budget per message.
-        tokio::task::consume_budget().await;
+        Signal::Down(down) => {
+            let active = core
+                .state
+                .lock()
+                .rel
+                .as_mut()
+                .is_some_and(|r| r.monitors.remove(&down.monitor).is_some());
+            if !active {
+                return None;
+            }
+            guarded(core, actor.handle_down(down, ctx)).await
+        }
     };
-    core.set_status(ProcessState::Exiting);
-    let _ = AssertUnwindSafe(actor.terminate(&reason, ctx))
-        .catch_unwind()
-        .await;
-    reason
+    Some(flow)
 }
