@@ -109,21 +109,16 @@ impl<M> Hand<M> {
 struct State<M> {
     normal: VecDeque<Envelope<M>>,
     priority: VecDeque<Envelope<M>>,
-    /// `(explicit, signal)`: explicit exit signals are capped separately.
-    signals: VecDeque<(bool, Signal)>,
-    explicit_signals: usize,
     bytes: usize,
     closed: bool,
     rx_waker: Option<Waker>,
-    /// Senders waiting for room, in arrival order: id, lane, and the waker — taken
-    /// when the sender is woken, so freeing more room does not wake it again before
-    /// it has run (one wake per wait, not one per message taken).
-    waiters: VecDeque<(u64, Lane, Option<Waker>)>,
-    next_waiter: u64,
+    /// The system lane and the line of waiting senders: allocated on the first
+    /// signal or waiting sender, so a process that never sees either does not carry
+    /// them (the mailbox is in every process, most of an idle process's memory).
+    rare: Option<Box<Rare>>,
     accepted: u64,
     rejected: u64,
     dropped: u64,
-    signals_dropped: u64,
     len_hwm: usize,
     bytes_hwm: usize,
     /// Normal messages taken ahead into the receiver's hand and not yet settled
@@ -132,7 +127,31 @@ struct State<M> {
     hand_len: usize,
 }
 
+/// The rarely used part of a mailbox's state.
+#[derive(Default)]
+struct Rare {
+    /// `(explicit, signal)`: explicit exit signals are capped separately.
+    signals: VecDeque<(bool, Signal)>,
+    explicit_signals: usize,
+    signals_dropped: u64,
+    /// Senders waiting for room, in arrival order: id, lane, and the waker — taken
+    /// when the sender is woken, so freeing more room does not wake it again before
+    /// it has run (one wake per wait, not one per message taken).
+    waiters: VecDeque<(u64, Lane, Option<Waker>)>,
+    next_waiter: u64,
+}
+
 impl<M> State<M> {
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Default::default)
+    }
+
+    /// Nobody waits for room.
+    #[inline]
+    fn no_waiters(&self) -> bool {
+        self.rare.as_ref().is_none_or(|r| r.waiters.is_empty())
+    }
+
     /// How many messages count against `lane`'s bound.
     #[inline]
     fn lane_len(&self, lane: Lane) -> usize {
@@ -153,10 +172,6 @@ pub(crate) struct Queue<M> {
     /// Messages handed out of the hand since the receiver last settled. One writer,
     /// the receiver; read by `close` and `stats`.
     hand_out: AtomicUsize,
-    /// How many messages to take ahead with each message taken from the normal lane.
-    prefetch: usize,
-    /// Free normal slots needed before the receiver wakes a waiting sender.
-    wake_room: usize,
     handled: AtomicU64,
     expired: AtomicU64,
     wait_samples: AtomicU64,
@@ -170,25 +185,17 @@ impl<M> Queue<M> {
             state: Mutex::new(State {
                 normal: VecDeque::new(),
                 priority: VecDeque::new(),
-                signals: VecDeque::new(),
-                explicit_signals: 0,
                 bytes: 0,
                 closed: false,
                 rx_waker: None,
-                waiters: VecDeque::new(),
-                next_waiter: 0,
+                rare: None,
                 accepted: 0,
                 rejected: 0,
                 dropped: 0,
-                signals_dropped: 0,
                 len_hwm: 0,
                 bytes_hwm: 0,
                 hand_len: 0,
             }),
-            prefetch: (config.get_capacity() / 8)
-                .min(PREFETCH_MAX + 1)
-                .saturating_sub(1),
-            wake_room: (config.get_capacity() / 8).max(1),
             config,
             budget,
             urgent: AtomicBool::new(false),
@@ -199,6 +206,20 @@ impl<M> Queue<M> {
             wait_total_ns: AtomicU64::new(0),
             wait_max_ns: AtomicU64::new(0),
         }
+    }
+
+    /// How many messages to take ahead with each message taken from the normal lane.
+    #[inline]
+    fn prefetch(&self) -> usize {
+        (self.config.get_capacity() / 8)
+            .min(PREFETCH_MAX + 1)
+            .saturating_sub(1)
+    }
+
+    /// Free normal slots needed before the receiver wakes a waiting sender.
+    #[inline]
+    fn wake_room(&self) -> usize {
+        (self.config.get_capacity() / 8).max(1)
     }
 
     /// Offers a message. `waiter` is `None` for a one-shot attempt, or the waiting
@@ -220,7 +241,7 @@ impl<M> Queue<M> {
             Lane::Priority => self.config.get_priority_capacity(),
         };
         let fast = !st.closed
-            && st.waiters.is_empty()
+            && st.no_waiters()
             && waiter.as_ref().is_none_or(|(slot, _)| slot.is_none())
             && st.lane_len(lane) < cap
             && st.bytes + w <= self.config.get_max_bytes();
@@ -309,7 +330,11 @@ impl<M> Queue<M> {
             // joins it only when the priority lane itself is full.)
             let behind_waiters = overflow == Overflow::Backpressure
                 && lane == Lane::Normal
-                && st.waiters.front().is_some_and(|(id, _, _)| Some(*id) != my_id);
+                && st
+                    .rare
+                    .as_ref()
+                    .and_then(|r| r.waiters.front())
+                    .is_some_and(|(id, _, _)| Some(*id) != my_id);
 
             if !room(st) || behind_waiters {
                 match overflow {
@@ -402,30 +427,31 @@ impl<M> Queue<M> {
     }
 
     fn register_waiter(st: &mut State<M>, slot: &mut Option<u64>, waker: &Waker, lane: Lane) {
+        let r = st.rare();
         match *slot {
             Some(id) => {
-                if let Some((_, _, w)) = st.waiters.iter_mut().find(|(i, _, _)| *i == id) {
+                if let Some((_, _, w)) = r.waiters.iter_mut().find(|(i, _, _)| *i == id) {
                     match w {
                         Some(w) if w.will_wake(waker) => {}
                         _ => *w = Some(waker.clone()),
                     }
                     return;
                 }
-                st.waiters.push_back((id, lane, Some(waker.clone())));
+                r.waiters.push_back((id, lane, Some(waker.clone())));
             }
             None => {
-                let id = st.next_waiter;
-                st.next_waiter += 1;
+                let id = r.next_waiter;
+                r.next_waiter += 1;
                 *slot = Some(id);
-                st.waiters.push_back((id, lane, Some(waker.clone())));
+                r.waiters.push_back((id, lane, Some(waker.clone())));
             }
         }
     }
 
     fn forget_waiter(st: &mut State<M>, slot: &mut Option<u64>) {
-        if let Some(id) = slot.take() {
-            if let Some(pos) = st.waiters.iter().position(|(i, _, _)| *i == id) {
-                st.waiters.remove(pos);
+        if let (Some(id), Some(r)) = (slot.take(), st.rare.as_mut()) {
+            if let Some(pos) = r.waiters.iter().position(|(i, _, _)| *i == id) {
+                r.waiters.remove(pos);
             }
         }
     }
@@ -442,7 +468,7 @@ impl<M> Queue<M> {
     /// left behind.
     #[inline]
     fn next_if_room(st: &mut State<M>, config: &Mailbox, normal_room: usize) -> Option<Waker> {
-        let (_, lane, _) = st.waiters.front()?;
+        let lane = st.rare.as_ref()?.waiters.front()?.1;
         if st.bytes >= config.get_max_bytes() {
             return None;
         }
@@ -451,14 +477,15 @@ impl<M> Queue<M> {
             Lane::Normal => st.lane_len(Lane::Normal) + normal_room <= config.get_capacity(),
             Lane::Priority => priority_room,
         };
+        let waiters = &mut st.rare.as_mut()?.waiters;
         if front_room {
             // `None` if it was woken already and has not run yet.
-            return st.waiters.front_mut().and_then(|(_, _, w)| w.take());
+            return waiters.front_mut().and_then(|(_, _, w)| w.take());
         }
         if !priority_room {
             return None;
         }
-        st.waiters
+        waiters
             .iter_mut()
             .find(|(_, l, _)| *l == Lane::Priority)
             .and_then(|(_, _, w)| w.take())
@@ -503,14 +530,15 @@ impl<M> Queue<M> {
             if st.closed {
                 return false;
             }
+            let r = st.rare();
             if explicit {
-                if st.explicit_signals >= MAX_EXPLICIT_SIGNALS {
-                    st.signals_dropped += 1;
+                if r.explicit_signals >= MAX_EXPLICIT_SIGNALS {
+                    r.signals_dropped += 1;
                     return false;
                 }
-                st.explicit_signals += 1;
+                r.explicit_signals += 1;
             }
-            st.signals.push_back((explicit, sig));
+            r.signals.push_back((explicit, sig));
             self.urgent.store(true, Ordering::Release);
             st.rx_waker.take()
         };
@@ -618,24 +646,26 @@ impl<M> Queue<M> {
             hand.out_bytes = 0;
         }
         let item = self.take(st, hand);
-        let wake = if st.waiters.is_empty() {
+        let wake = if st.no_waiters() {
             None
         } else {
-            Self::next_if_room(st, &self.config, self.wake_room)
+            Self::next_if_room(st, &self.config, self.wake_room())
         };
         Some((item, wake))
     }
 
     fn take(&self, st: &mut State<M>, hand: &mut Hand<M>) -> Option<Item<M>> {
-        if let Some((explicit, sig)) = st.signals.pop_front() {
-            if explicit {
-                st.explicit_signals -= 1;
+        if let Some(r) = st.rare.as_mut() {
+            if let Some((explicit, sig)) = r.signals.pop_front() {
+                if explicit {
+                    r.explicit_signals -= 1;
+                }
+                if r.signals.is_empty() && r.signals.capacity() > SHRINK_ABOVE {
+                    r.signals = VecDeque::new();
+                }
+                self.update_urgent(st);
+                return Some(Item::Signal(sig));
             }
-            if st.signals.is_empty() && st.signals.capacity() > SHRINK_ABOVE {
-                st.signals = VecDeque::new();
-            }
-            self.update_urgent(st);
-            return Some(Item::Signal(sig));
         }
         let env = match st.priority.pop_front() {
             Some(e) => {
@@ -655,7 +685,7 @@ impl<M> Queue<M> {
                     None => st.normal.pop_front()?,
                 };
                 // Top the hand up from the lane, oldest first.
-                let ahead = (self.prefetch - hand.buf.len()).min(st.normal.len());
+                let ahead = (self.prefetch() - hand.buf.len()).min(st.normal.len());
                 if ahead != 0 {
                     hand.buf.extend(st.normal.drain(..ahead));
                     st.hand_len += ahead;
@@ -674,7 +704,7 @@ impl<M> Queue<M> {
     /// Clears the urgent flag once the signal and priority lanes are both empty.
     #[inline]
     fn update_urgent(&self, st: &State<M>) {
-        if st.signals.is_empty() && st.priority.is_empty() {
+        if st.priority.is_empty() && st.rare.as_ref().is_none_or(|r| r.signals.is_empty()) {
             self.urgent.store(false, Ordering::Release);
         }
     }
@@ -726,12 +756,18 @@ impl<M> Queue<M> {
             st.dropped += n;
             self.budget.release(st.bytes);
             st.bytes = 0;
-            st.explicit_signals = 0;
+            let (signals, waiters) = match st.rare.as_mut() {
+                Some(r) => {
+                    r.explicit_signals = 0;
+                    (std::mem::take(&mut r.signals), std::mem::take(&mut r.waiters))
+                }
+                None => Default::default(),
+            };
             (
                 std::mem::take(&mut st.normal),
                 std::mem::take(&mut st.priority),
-                std::mem::take(&mut st.signals),
-                std::mem::take(&mut st.waiters),
+                signals,
+                waiters,
                 st.rx_waker.take(),
             )
         };
@@ -755,17 +791,17 @@ impl<M> Queue<M> {
         MailboxStats {
             len: st.normal.len() + in_hand,
             priority_len: st.priority.len(),
-            signals: st.signals.len(),
+            signals: st.rare.as_ref().map_or(0, |r| r.signals.len()),
             bytes: st.bytes,
             len_hwm: st.len_hwm,
             bytes_hwm: st.bytes_hwm,
-            waiting_senders: st.waiters.len(),
+            waiting_senders: st.rare.as_ref().map_or(0, |r| r.waiters.len()),
             accepted: st.accepted,
             handled: self.handled.load(Ordering::Relaxed),
             rejected: st.rejected,
             dropped: st.dropped,
             expired: self.expired.load(Ordering::Relaxed),
-            signals_dropped: st.signals_dropped,
+            signals_dropped: st.rare.as_ref().map_or(0, |r| r.signals_dropped),
             wait_mean_ns: self
                 .wait_total_ns
                 .load(Ordering::Relaxed)
@@ -881,7 +917,11 @@ mod loom_tests {
     /// Waits for the next message (`None` once closed). For lanes too short to take
     /// messages ahead (under 16 slots), so a fresh hand per call loses nothing.
     fn recv(q: &Queue<u32>) -> Option<u32> {
-        assert_eq!(q.prefetch, 0, "use recv_with for lanes that take messages ahead");
+        assert_eq!(
+            q.prefetch(),
+            0,
+            "use recv_with for lanes that take messages ahead"
+        );
         recv_with(q, &mut Hand::new())
     }
 
@@ -894,7 +934,8 @@ mod loom_tests {
 
     fn try_recv(q: &Queue<u32>) -> Option<u32> {
         assert_eq!(
-            q.prefetch, 0,
+            q.prefetch(),
+            0,
             "use try_recv_with for lanes that take messages ahead"
         );
         try_recv_with(q, &mut Hand::new())
@@ -1205,7 +1246,7 @@ mod loom_tests {
     fn loom_taken_ahead_messages_keep_their_room() {
         model(|| {
             let (q, budget) = queue(24, 1_000, Overflow::Reject, 1_000);
-            assert_eq!(q.prefetch, 2);
+            assert_eq!(q.prefetch(), 2);
             for i in 0..24 {
                 assert_eq!(try_push(&q, i, 1), Out::Queued);
             }
@@ -1282,7 +1323,7 @@ mod loom_tests {
     fn loom_waiting_sender_is_woken_for_a_batch_of_room() {
         model(|| {
             let (q, budget) = queue(16, 1_000, Overflow::Backpressure, 1_000);
-            assert_eq!((q.prefetch, q.wake_room), (1, 2));
+            assert_eq!((q.prefetch(), q.wake_room()), (1, 2));
             for i in 0..16 {
                 assert_eq!(try_push(&q, i, 1), Out::Queued);
             }
@@ -1341,7 +1382,7 @@ mod tests {
     #[test]
     fn lanes_take_an_eighth_of_their_capacity_ahead_at_most_thirty_one() {
         let budget = Arc::new(Budget::new(1 << 20));
-        let prefetch = |cap| Queue::<u32>::new(Mailbox::bounded(cap), budget.clone()).prefetch;
+        let prefetch = |cap| Queue::<u32>::new(Mailbox::bounded(cap), budget.clone()).prefetch();
         assert_eq!(
             [prefetch(1), prefetch(15), prefetch(16), prefetch(64)],
             [0, 0, 1, 7]
