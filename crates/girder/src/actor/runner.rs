@@ -6,6 +6,7 @@ use std::future::{poll_fn, Future};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::sync::oneshot;
@@ -248,42 +249,23 @@ enum Next<M> {
     Closed,
 }
 
-/// Takes the next mailbox item, waiting for one (at most the idle timeout, if set).
-async fn next_item<A: Actor>(ctx: &mut Ctx<A>, shared: &ProcessShared<A::Msg>) -> Next<A::Msg> {
+/// Takes the next mailbox item, waiting for it at most the idle timeout `t`.
+async fn next_within<A: Actor>(
+    ctx: &mut Ctx<A>,
+    shared: &ProcessShared<A::Msg>,
+    t: Duration,
+) -> Next<A::Msg> {
     let (queue, core) = (&shared.mailbox, &shared.core);
-    match ctx.idle_timeout() {
-        // One visit to the mailbox per item: a message that is there is taken; if
-        // none is, the same visit registers the wake-up.
-        None => {
-            let hand = ctx.hand.get_mut();
-            let mut waited = false;
-            let item = poll_fn(|cx| {
-                let r = queue.poll_recv(cx, hand);
-                if r.is_pending() && !waited {
-                    waited = true;
-                    core.set_status(ProcessState::Waiting);
-                }
-                r
-            })
-            .await;
-            if waited {
-                core.set_status(ProcessState::Running);
-            }
-            item.map_or(Next::Closed, Next::Item)
-        }
-        Some(t) => {
-            if let Some(item) = queue.try_recv(ctx.hand.get_mut()) {
-                return Next::Item(item);
-            }
-            core.set_status(ProcessState::Waiting);
-            let next = ctx.next_within(t).await;
-            core.set_status(ProcessState::Running);
-            match next {
-                Some(Some(item)) => Next::Item(item),
-                Some(None) => Next::Closed,
-                None => Next::IdleTimeout,
-            }
-        }
+    if let Some(item) = queue.try_recv(ctx.hand.get_mut()) {
+        return Next::Item(item);
+    }
+    core.set_status(ProcessState::Waiting);
+    let next = ctx.next_within(t).await;
+    core.set_status(ProcessState::Running);
+    match next {
+        Some(Some(item)) => Next::Item(item),
+        Some(None) => Next::Closed,
+        None => Next::IdleTimeout,
     }
 }
 
@@ -297,7 +279,29 @@ async fn receive_loop<A: Actor>(actor: &mut A, ctx: &mut Ctx<A>) -> ExitReason {
         // In a block, so the awaited result's storage ends here and does not sit in
         // the task beside the handler's future.
         let item = {
-            match next_item(ctx, &shared).await {
+            let next = match ctx.idle_timeout() {
+                // One visit to the mailbox per item: a message that is there is
+                // taken; if none is, the same visit registers the wake-up.
+                None => {
+                    let hand = ctx.hand.get_mut();
+                    let mut waited = false;
+                    let item = poll_fn(|cx| {
+                        let r = queue.poll_recv(cx, hand);
+                        if r.is_pending() && !waited {
+                            waited = true;
+                            core.set_status(ProcessState::Waiting);
+                        }
+                        r
+                    })
+                    .await;
+                    if waited {
+                        core.set_status(ProcessState::Running);
+                    }
+                    item.map_or(Next::Closed, Next::Item)
+                }
+                Some(t) => next_within(ctx, &shared, t).await,
+            };
+            match next {
                 Next::Item(item) => Some(item),
                 Next::IdleTimeout => None,
                 Next::Closed => return ExitReason::Killed,

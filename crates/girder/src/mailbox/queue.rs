@@ -555,25 +555,26 @@ impl<M> Queue<M> {
         if let Some(item) = self.take_from_hand(hand) {
             return Poll::Ready(Some(item));
         }
-        let (item, wake) = {
-            let mut st = self.state.lock();
-            let Some((item, wake)) = self.take_locked(&mut st, hand) else {
-                drop(st);
-                drop(std::mem::take(&mut hand.buf));
-                return Poll::Ready(None);
-            };
-            if item.is_none() {
-                match &st.rx_waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => st.rx_waker = Some(cx.waker().clone()),
-                }
-                // Going idle: a hand that grew under a burst gives its storage back.
-                if hand.buf.capacity() != 0 {
-                    hand.buf = VecDeque::new();
-                }
+        let mut st = self.state.lock();
+        if st.closed {
+            drop(st);
+            Self::discard_hand(hand);
+            return Poll::Ready(None);
+        }
+        self.settle(&mut st, hand);
+        let item = self.take(&mut st, hand);
+        let wake = self.wake_for_room(&mut st);
+        if item.is_none() {
+            match &st.rx_waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => st.rx_waker = Some(cx.waker().clone()),
             }
-            (item, wake)
-        };
+            // Going idle: a hand that grew under a burst gives its storage back.
+            if hand.buf.capacity() != 0 {
+                hand.buf = VecDeque::new();
+            }
+        }
+        drop(st);
         if let Some(w) = wake {
             w.wake();
         }
@@ -588,17 +589,16 @@ impl<M> Queue<M> {
         if let Some(item) = self.take_from_hand(hand) {
             return Some(item);
         }
-        let (item, wake) = {
-            let mut st = self.state.lock();
-            match self.take_locked(&mut st, hand) {
-                Some(taken) => taken,
-                None => {
-                    drop(st);
-                    drop(std::mem::take(&mut hand.buf));
-                    return None;
-                }
-            }
-        };
+        let mut st = self.state.lock();
+        if st.closed {
+            drop(st);
+            Self::discard_hand(hand);
+            return None;
+        }
+        self.settle(&mut st, hand);
+        let item = self.take(&mut st, hand);
+        let wake = self.wake_for_room(&mut st);
+        drop(st);
         if let Some(w) = wake {
             w.wake();
         }
@@ -623,18 +623,10 @@ impl<M> Queue<M> {
         Some(Item::Msg(env))
     }
 
-    /// Under the lock: settles the hand (room of messages handed out since the last
-    /// visit goes back to the lane, the mailbox's bytes and the node budget), takes
-    /// the next item, and returns it with the waiting sender to wake, if room allows.
-    /// `None` once the mailbox is closed: the caller then empties the hand (`close`
-    /// counted its messages as dropped) after releasing the lock.
+    /// Under the lock: the room of messages handed out of the hand since the last
+    /// visit goes back to the lane, the mailbox's bytes and the node budget.
     #[inline]
-    fn take_locked(&self, st: &mut State<M>, hand: &mut Hand<M>) -> Option<(Option<Item<M>>, Option<Waker>)> {
-        if st.closed {
-            // `close` counted and released everything the hand holds or handed out.
-            hand.out_bytes = 0;
-            return None;
-        }
+    fn settle(&self, st: &mut State<M>, hand: &mut Hand<M>) {
         let out = self.hand_out.load(Ordering::Relaxed);
         if out != 0 {
             st.hand_len -= out;
@@ -645,13 +637,23 @@ impl<M> Queue<M> {
             self.budget.release(hand.out_bytes);
             hand.out_bytes = 0;
         }
-        let item = self.take(st, hand);
-        let wake = if st.no_waiters() {
+    }
+
+    /// Under the lock, after the receiver freed room: the waiting sender to wake.
+    #[inline]
+    fn wake_for_room(&self, st: &mut State<M>) -> Option<Waker> {
+        if st.no_waiters() {
             None
         } else {
             Self::next_if_room(st, &self.config, self.wake_room())
-        };
-        Some((item, wake))
+        }
+    }
+
+    /// The mailbox is closed: `close` counted and released everything the hand holds
+    /// or handed out; its messages are dropped (outside the lock).
+    fn discard_hand(hand: &mut Hand<M>) {
+        hand.out_bytes = 0;
+        drop(std::mem::take(&mut hand.buf));
     }
 
     fn take(&self, st: &mut State<M>, hand: &mut Hand<M>) -> Option<Item<M>> {
