@@ -68,13 +68,16 @@ pub use weight::Weight;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MailboxStats {
-    /// Messages queued in the normal lane.
+    /// Messages queued in the normal lane, including those the process has taken
+    /// ahead (see *Taking messages out*) and not yet handed to its handler.
     pub len: usize,
     /// Messages queued in the priority lane.
     pub priority_len: usize,
     /// Signals queued in the system lane.
     pub signals: usize,
-    /// Bytes (weights) queued in both data lanes.
+    /// Bytes (weights) queued in both data lanes. Messages taken ahead count until
+    /// the process next visits its mailbox, even once handed to the handler: this is
+    /// what the byte bound and the node budget hold.
     pub bytes: usize,
     /// Highest number of queued messages (both data lanes) seen.
     pub len_hwm: usize,
