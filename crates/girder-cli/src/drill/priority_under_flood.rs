@@ -11,9 +11,9 @@
 //! Bounds:
 //! - the normal lane was full when at least [`MIN_FULL_SHARE`] of the priority
 //!   messages were sent (the drill's premise). Full means flooders stand in line
-//!   waiting for room, or the lane holds its capacity: room frees in batches (an
-//!   eighth of the lane, see `girder::mailbox`), so a full lane's `len` dips by up
-//!   to a batch while the waiting senders are refilling it;
+//!   waiting for room, or the lane holds its capacity: the target takes messages
+//!   ahead in batches (see `girder::mailbox`), which `len` stops counting once
+//!   handed to the handler, so a full lane's `len` dips below the capacity;
 //! - no priority message was refused, and every one was handled;
 //! - priority p99 <= [`PRIORITY_P99_BOUND`], and below the normal lane's mean wait;
 //! - every message is accounted for (sent = handled + rejected + dropped + expired +

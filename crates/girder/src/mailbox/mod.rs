@@ -27,9 +27,9 @@
 //! mailbox's lock once per message. Messages taken ahead keep counting against the
 //! lane's count and byte bounds and the node budget until the process next visits
 //! the lock (at the latest for the last message of the batch): no bound is ever
-//! overshot, a sender may find the lane full up to a batch early, and room frees in
-//! batches — a sender waiting for room under `Backpressure` is woken once an eighth
-//! of the lane is free, not once per message. Signals and priority messages still
+//! overshot, and a sender may find the lane full up to a batch early (the message the
+//! process takes out frees its slot at once, so a sender waiting for room is woken
+//! at every visit). Signals and priority messages still
 //! overtake messages taken ahead, and `stats().len` counts them as queued until
 //! they are handed to the handler.
 //!

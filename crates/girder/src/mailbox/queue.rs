@@ -216,12 +216,6 @@ impl<M> Queue<M> {
             .saturating_sub(1)
     }
 
-    /// Free normal slots needed before the receiver wakes a waiting sender.
-    #[inline]
-    fn wake_room(&self) -> usize {
-        (self.config.get_capacity() / 8).max(1)
-    }
-
     /// Offers a message. `waiter` is `None` for a one-shot attempt, or the waiting
     /// sender's slot (its id, assigned on first registration) and waker.
     pub(crate) fn push(
@@ -397,7 +391,7 @@ impl<M> Queue<M> {
             }
             if !reserved {
                 self.budget.note_refusal();
-                *wake_next = Self::next_if_room(st, &self.config, 1);
+                *wake_next = Self::next_if_room(st, &self.config);
                 match overflow {
                     Overflow::DropNewest | Overflow::DropOldest => {
                         st.dropped += 1;
@@ -411,7 +405,7 @@ impl<M> Queue<M> {
             }
             self.enqueue(st, env, lane);
             *wake_rx = st.rx_waker.take();
-            *wake_next = Self::next_if_room(st, &self.config, 1);
+            *wake_next = Self::next_if_room(st, &self.config);
             Push::Queued
         }
     }
@@ -460,21 +454,18 @@ impl<M> Queue<M> {
     /// line if its lane has room; otherwise, if the priority lane has room, the first
     /// priority sender (priority senders do not wait behind normal ones).
     ///
-    /// `normal_room` is how many free slots the normal lane needs for its first
-    /// waiter to be woken: 1 when a sender passes room on, an eighth of the capacity
-    /// when the receiver frees it (so a sender waiting on a full lane is woken once
-    /// per batch of room, not once per message: each wake-up of a parked sender can
-    /// cost a system call). The lane always drains to that much room, so no waiter is
-    /// left behind.
+    /// A single free slot wakes the first waiter. (Waking it only once a batch of
+    /// room is free saves wake-ups, but a receiver that takes one message and then
+    /// blocks waiting on that sender would leave it asleep beside free room.)
     #[inline]
-    fn next_if_room(st: &mut State<M>, config: &Mailbox, normal_room: usize) -> Option<Waker> {
+    fn next_if_room(st: &mut State<M>, config: &Mailbox) -> Option<Waker> {
         let lane = st.rare.as_ref()?.waiters.front()?.1;
         if st.bytes >= config.get_max_bytes() {
             return None;
         }
         let priority_room = st.priority.len() < config.get_priority_capacity();
         let front_room = match lane {
-            Lane::Normal => st.lane_len(Lane::Normal) + normal_room <= config.get_capacity(),
+            Lane::Normal => st.lane_len(Lane::Normal) < config.get_capacity(),
             Lane::Priority => priority_room,
         };
         let waiters = &mut st.rare.as_mut()?.waiters;
@@ -498,7 +489,7 @@ impl<M> Queue<M> {
             let mut st = self.state.lock();
             Self::forget_waiter(&mut st, slot);
             st.rejected += 1;
-            Self::next_if_room(&mut st, &self.config, 1)
+            Self::next_if_room(&mut st, &self.config)
         };
         if let Some(w) = wake {
             w.wake();
@@ -514,7 +505,7 @@ impl<M> Queue<M> {
         let wake = {
             let mut st = self.state.lock();
             Self::forget_waiter(&mut st, slot);
-            Self::next_if_room(&mut st, &self.config, 1)
+            Self::next_if_room(&mut st, &self.config)
         };
         if let Some(w) = wake {
             w.wake();
@@ -645,7 +636,7 @@ impl<M> Queue<M> {
         if st.no_waiters() {
             None
         } else {
-            Self::next_if_room(st, &self.config, self.wake_room())
+            Self::next_if_room(st, &self.config)
         }
     }
 
@@ -1319,13 +1310,15 @@ mod loom_tests {
         });
     }
 
-    /// A sender waiting on a full lane is woken once the receiver has freed a batch
-    /// of room (an eighth of the lane), and not lost while the room accrues.
+    /// A sender waiting on a full lane is woken by the one slot the receiver frees
+    /// when it takes a message out, although the message it takes ahead with it
+    /// keeps its slot: a receiver that then blocks on that sender does not leave it
+    /// asleep beside free room.
     #[test]
-    fn loom_waiting_sender_is_woken_for_a_batch_of_room() {
+    fn loom_waiting_sender_is_woken_by_one_free_slot() {
         model(|| {
             let (q, budget) = queue(16, 1_000, Overflow::Backpressure, 1_000);
-            assert_eq!((q.prefetch(), q.wake_room()), (1, 2));
+            assert_eq!(q.prefetch(), 1);
             for i in 0..16 {
                 assert_eq!(try_push(&q, i, 1), Out::Queued);
             }
@@ -1334,11 +1327,8 @@ mod loom_tests {
                 thread::spawn(move || send(&q, 100, 1))
             };
             let mut hand = Hand::new();
-            let mut got = Vec::new();
-            // Two messages free two slots, the batch the waiter needs.
-            for _ in 0..2 {
-                got.push(recv_with(&q, &mut hand).unwrap());
-            }
+            // 0 out (its slot free), 1 taken ahead (its slot kept).
+            let mut got = vec![recv_with(&q, &mut hand).unwrap()];
             assert_eq!(t.join().unwrap(), Out::Queued);
             got.extend(drain_with(&q, &mut hand));
             let mut expected: Vec<u32> = (0..16).collect();
