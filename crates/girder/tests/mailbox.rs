@@ -165,6 +165,43 @@ async fn backpressure_try_send_is_refused_and_send_waits_until_the_actor_drains(
     assert_eq!((m.accepted, m.rejected, m.waiting_senders), (3, 2, 0));
 }
 
+/// A lane of 16 is taken from in batches (the process takes one message ahead with
+/// each it takes out), yet the slot freed by the message it takes out wakes a
+/// waiting sender at once: a process that then blocks in its handler does not leave
+/// the sender asleep beside free room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_sender_gets_the_slot_a_blocked_process_freed() {
+    let node = Node::builder().build().unwrap();
+    let (s, mut log) = sink(&node, Mailbox::bounded(16).overflow(Overflow::Backpressure));
+    let (first, second) = (Gate::new(), Gate::new());
+    hold(&s, &first).await;
+    let (entered_tx, entered) = oneshot::channel();
+    s.try_send(M::Hold(second.clone(), entered_tx))
+        .unwrap_or_else(|_| panic!("room for the second hold"));
+    for i in 1..=15 {
+        s.try_send(M::N(i)).unwrap_or_else(|_| panic!("room for {i}"));
+    }
+    let s2 = s.clone();
+    let waiting = tokio::spawn(async move { s2.send(M::N(100)).await.map_err(n_of) });
+    eventually("the sender waits for room", || {
+        stats(&node, &s).waiting_senders == 1
+    })
+    .await;
+
+    // The process takes the second hold out (and message 1 ahead) and blocks in it.
+    first.open();
+    within("the process reaches the second gate", entered)
+        .await
+        .unwrap();
+    assert_eq!(within("the waiting send", waiting).await.unwrap(), Ok(()));
+    let m = stats(&node, &s);
+    assert!(m.len_hwm <= 16, "{m:?}");
+
+    second.open();
+    let want: Vec<u32> = (1..=15).chain([100]).collect();
+    expect_log(&mut log, &want).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_timeout_hands_the_message_back_and_counts_the_refusal() {
     let node = Node::builder().build().unwrap();
