@@ -669,6 +669,12 @@ impl<M> Queue<M> {
                 e
             }
             None => {
+                // No signal, no priority message: a flag left set (a priority message
+                // evicted by `DropOldest`) would keep the receiver off its lock-free
+                // path for good.
+                if self.urgent.load(Ordering::Relaxed) {
+                    self.urgent.store(false, Ordering::Release);
+                }
                 let e = match hand.buf.pop_front() {
                     // Taken ahead earlier: older than anything in the lane.
                     Some(e) => {
@@ -1468,6 +1474,21 @@ mod tests {
         let rest: Vec<u32> = std::iter::from_fn(|| msg(q.try_recv(&mut hand))).collect();
         assert_eq!(rest, [1].into_iter().chain(3..18).collect::<Vec<_>>());
         assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn a_priority_message_evicted_by_drop_oldest_leaves_no_urgent_flag_behind() {
+        let budget = Arc::new(Budget::new(1 << 20));
+        let config = Mailbox::bounded(16).max_bytes(10).overflow(Overflow::DropOldest);
+        let q = Queue::new(config, budget);
+        assert!(matches!(q.push(env(99, 8), Lane::Priority, None), Push::Queued));
+        // No byte room for a normal message: with the normal lane empty, the
+        // priority message is the oldest there is, and goes.
+        assert!(matches!(q.push(env(0, 5), Lane::Normal, None), Push::Queued));
+        assert_eq!((q.stats().priority_len, q.stats().dropped), (0, 1));
+        let mut hand = Hand::new();
+        assert_eq!(msg(q.try_recv(&mut hand)), Some(0));
+        assert!(!q.urgent.load(Ordering::Relaxed), "nothing urgent is queued");
     }
 
     #[test]
