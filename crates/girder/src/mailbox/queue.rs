@@ -820,6 +820,17 @@ fn bump(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
+/// A message for the tests: no deadline, no arrival-time sample.
+#[cfg(test)]
+fn test_envelope(msg: u32, weight: usize) -> Envelope<u32> {
+    Envelope {
+        msg,
+        weight,
+        deadline: None,
+        enqueued: None,
+    }
+}
+
 /// Loom models of the queue's concurrency. Run with `scripts/loom.sh`.
 ///
 /// Each model checks every interleaving (up to the preemption bound) of a few threads
@@ -834,6 +845,7 @@ mod loom_tests {
     use loom::future::block_on;
     use loom::thread;
 
+    use super::test_envelope as env;
     use super::*;
 
     fn model(f: impl Fn() + Send + Sync + 'static) {
@@ -842,15 +854,6 @@ mod loom_tests {
             builder.preemption_bound = Some(3);
         }
         builder.check(f);
-    }
-
-    fn env(msg: u32, weight: usize) -> Envelope<u32> {
-        Envelope {
-            msg,
-            weight,
-            deadline: None,
-            enqueued: None,
-        }
     }
 
     fn queue(
@@ -862,6 +865,15 @@ mod loom_tests {
         let budget = Arc::new(Budget::new(budget));
         let config = Mailbox::bounded(capacity).max_bytes(max_bytes).overflow(overflow);
         (loom::sync::Arc::new(Queue::new(config, budget.clone())), budget)
+    }
+
+    /// A queue (byte bound and node budget 1,000) holding messages `0..n` of weight 1.
+    fn filled(capacity: usize, overflow: Overflow, n: u32) -> (loom::sync::Arc<Queue<u32>>, Arc<Budget>) {
+        let (q, budget) = queue(capacity, 1_000, overflow, 1_000);
+        for i in 0..n {
+            assert_eq!(try_push(&q, i, 1), Out::Queued);
+        }
+        (q, budget)
     }
 
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1244,11 +1256,8 @@ mod loom_tests {
     #[test]
     fn loom_taken_ahead_messages_keep_their_room() {
         model(|| {
-            let (q, budget) = queue(24, 1_000, Overflow::Reject, 1_000);
+            let (q, budget) = filled(24, Overflow::Reject, 24);
             assert_eq!(q.prefetch(), 2);
-            for i in 0..24 {
-                assert_eq!(try_push(&q, i, 1), Out::Queued);
-            }
             let mut hand = Hand::new();
             // Under the lock: 0 out, 1 and 2 taken ahead; one slot free.
             assert_eq!(try_recv_with(&q, &mut hand), Some(0));
@@ -1286,10 +1295,7 @@ mod loom_tests {
     #[test]
     fn loom_urgent_items_reach_a_receiver_with_a_full_hand() {
         model(|| {
-            let (q, budget) = queue(24, 1_000, Overflow::Reject, 1_000);
-            for i in 0..5 {
-                assert_eq!(try_push(&q, i, 1), Out::Queued);
-            }
+            let (q, budget) = filled(24, Overflow::Reject, 5);
             let mut hand = Hand::new();
             assert_eq!(try_recv_with(&q, &mut hand), Some(0));
             let t = {
@@ -1323,11 +1329,8 @@ mod loom_tests {
     #[test]
     fn loom_waiting_sender_is_woken_by_one_free_slot() {
         model(|| {
-            let (q, budget) = queue(16, 1_000, Overflow::Backpressure, 1_000);
+            let (q, budget) = filled(16, Overflow::Backpressure, 16);
             assert_eq!(q.prefetch(), 1);
-            for i in 0..16 {
-                assert_eq!(try_push(&q, i, 1), Out::Queued);
-            }
             let t = {
                 let q = q.clone();
                 thread::spawn(move || send(&q, 100, 1))
@@ -1350,16 +1353,8 @@ mod loom_tests {
 
 #[cfg(all(test, not(girder_loom)))]
 mod tests {
+    use super::test_envelope as env;
     use super::*;
-
-    fn env(msg: u32, weight: usize) -> Envelope<u32> {
-        Envelope {
-            msg,
-            weight,
-            deadline: None,
-            enqueued: None,
-        }
-    }
 
     fn full_queue(capacity: usize, n: u32) -> (Queue<u32>, Arc<Budget>) {
         let budget = Arc::new(Budget::new(1 << 20));
