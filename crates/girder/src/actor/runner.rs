@@ -18,7 +18,7 @@ use super::{Actor, Addr, Flow};
 use crate::mailbox::queue::{Envelope, Item, Queue};
 use crate::node::NodeInner;
 use crate::process::{ProcessCore, ProcessHandle, ProcessState, Signal, SubtreeBudget};
-use crate::{ExitReason, Node, SpawnError, SpawnOptions};
+use crate::{Down, ExitReason, Node, Pid, SpawnError, SpawnOptions};
 
 /// Reports the outcome of `init` to a waiting `start`.
 pub(crate) type InitReply = oneshot::Sender<Result<(), ExitReason>>;
@@ -197,8 +197,9 @@ async fn guarded(core: &ProcessCore, fut: impl Future<Output = Flow>) -> Flow {
 /// arguments and again as locals: the future is most of an idle process's memory.
 ///
 /// For the same reason the phases are separate futures awaited one after the other
-/// (`start`, `receive_loop`, `terminate`) and each item is dispatched by its own
-/// future (`dispatch`): the task's state is the largest of them, not their sum.
+/// (`start`, `receive_loop`, `terminate`): the task's state is the largest of them,
+/// not their sum. In the loop, messages go to `handle` inline; the rare exit and
+/// down signals go through boxed futures.
 #[allow(clippy::manual_async_fn)]
 fn run<A: Actor>(
     mut actor: A,
@@ -326,11 +327,19 @@ async fn receive_loop<A: Actor>(actor: &mut A, ctx: &mut Ctx<A>) -> ExitReason {
             Some(Item::Signal(Signal::Wake(token))) => guarded(core, actor.handle_wake(token, ctx)).await,
             Some(Item::Signal(Signal::Stop(r))) => return r,
             // Exit and down signals are rare (a linked or monitored process died):
-            // their future is boxed rather than sized into every process's task.
-            Some(Item::Signal(sig)) => match Box::pin(signal(actor, ctx, &shared, sig)).await {
-                Some(flow) => flow,
-                None => continue,
-            },
+            // their futures are boxed rather than sized into every process's task.
+            Some(Item::Signal(Signal::Exit { from, reason, linked })) => {
+                match Box::pin(exit_signal(actor, ctx, core, from, reason, linked)).await {
+                    Some(flow) => flow,
+                    None => continue,
+                }
+            }
+            Some(Item::Signal(Signal::Down(down))) => {
+                match Box::pin(down_signal(actor, ctx, core, down)).await {
+                    Some(flow) => flow,
+                    None => continue,
+                }
+            }
             None => guarded(core, actor.handle_timeout(ctx)).await,
         };
         if let Flow::Stop(r) = flow {
@@ -341,51 +350,53 @@ async fn receive_loop<A: Actor>(actor: &mut A, ctx: &mut Ctx<A>) -> ExitReason {
     }
 }
 
-/// Hands an exit or down signal to its handler. `None`: nothing ran (a link or
-/// monitor signal withdrawn since), so the loop goes straight on to the next item.
-async fn signal<A: Actor>(
+/// Hands an exit signal to `handle_exit`. `None`: nothing ran (a link withdrawn
+/// since), so the loop goes straight on to the next item.
+async fn exit_signal<A: Actor>(
     actor: &mut A,
     ctx: &mut Ctx<A>,
-    shared: &ProcessShared<A::Msg>,
-    sig: Signal,
+    core: &ProcessCore,
+    from: Pid,
+    reason: ExitReason,
+    linked: bool,
 ) -> Option<Flow> {
-    let core = &shared.core;
-    let flow = match sig {
-        Signal::Stop(r) => Flow::Stop(r),
-        Signal::Wake(token) => guarded(core, actor.handle_wake(token, ctx)).await,
-        Signal::Exit { from, reason, linked } => {
-            if linked {
-                // Withdrawn by an unlink, or consumed: nothing to do.
-                let was_linked = core
-                    .state
-                    .lock()
-                    .rel
-                    .as_mut()
-                    .is_some_and(|r| r.links.remove(&from));
-                if !was_linked {
-                    return None;
-                }
-            }
-            if Some(from) == core.parent {
-                // gen_server: an exit signal from the parent (through the link, or a
-                // supervisor's explicit `exit(child, shutdown)`) ends the process,
-                // after `terminate`.
-                return Some(Flow::Stop(reason));
-            }
-            guarded(core, actor.handle_exit(from, reason, ctx)).await
+    if linked {
+        // Withdrawn by an unlink, or consumed: nothing to do.
+        let was_linked = core
+            .state
+            .lock()
+            .rel
+            .as_mut()
+            .is_some_and(|r| r.links.remove(&from));
+        if !was_linked {
+            return None;
         }
-        Signal::Down(down) => {
-            let active = core
-                .state
-                .lock()
-                .rel
-                .as_mut()
-                .is_some_and(|r| r.monitors.remove(&down.monitor).is_some());
-            if !active {
-                return None;
-            }
-            guarded(core, actor.handle_down(down, ctx)).await
-        }
-    };
-    Some(flow)
+    }
+    if Some(from) == core.parent {
+        // gen_server: an exit signal from the parent (through the link, or a
+        // supervisor's explicit `exit(child, shutdown)`) ends the process, after
+        // `terminate`.
+        return Some(Flow::Stop(reason));
+    }
+    Some(guarded(core, actor.handle_exit(from, reason, ctx)).await)
+}
+
+/// Hands a monitor's `Down` to `handle_down`. `None`: nothing ran (the monitor was
+/// withdrawn since), so the loop goes straight on to the next item.
+async fn down_signal<A: Actor>(
+    actor: &mut A,
+    ctx: &mut Ctx<A>,
+    core: &ProcessCore,
+    down: Down,
+) -> Option<Flow> {
+    let active = core
+        .state
+        .lock()
+        .rel
+        .as_mut()
+        .is_some_and(|r| r.monitors.remove(&down.monitor).is_some());
+    if !active {
+        return None;
+    }
+    Some(guarded(core, actor.handle_down(down, ctx)).await)
 }
