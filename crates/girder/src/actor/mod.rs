@@ -17,7 +17,7 @@
 //!    `terminate` runs with the reason. Kills and untrapped exit signals end the
 //!    process at its next await point without `terminate`, as on the BEAM.
 //!
-//! A panic ends only the panicking process, with [`ExitReason::Panic`](crate::ExitReason::Panic);
+//! A panic ends only the panicking process, with [`ExitReason::Panic`];
 //! its links and monitors are told.
 //!
 //! # Calls

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The window of a [`LogLimiter`] made by [`limit_event!`].
+/// The window of a [`LogLimiter`] made by [`limit_event!`](crate::limit_event).
 pub const LOG_WINDOW: Duration = Duration::from_secs(10);
 
-/// Events emitted per window and call site by [`limit_event!`].
+/// Events emitted per window and call site by [`limit_event!`](crate::limit_event).
 pub const LOG_BURST: u64 = 5;
 
 fn epoch_ms() -> u64 {

@@ -3,7 +3,7 @@
 //! A girder process is a tokio task with a [`Pid`], a bounded mailbox, a set of links,
 //! the monitors it holds and the monitors held on it, a trap-exit flag and a parent.
 //! The table admits a process only below the node's limit, checked before anything is
-//! allocated ([`table`]).
+//! allocated (the private `table` module).
 //!
 //! # Exit signals (OTP's rules)
 //!
