@@ -251,7 +251,7 @@ enum Next<M> {
 }
 
 /// Takes the next mailbox item, waiting for it at most the idle timeout `t`.
-async fn next_within<A: Actor>(
+async fn next_item_within<A: Actor>(
     ctx: &mut Ctx<A>,
     shared: &ProcessShared<A::Msg>,
     t: Duration,
@@ -300,7 +300,7 @@ async fn receive_loop<A: Actor>(actor: &mut A, ctx: &mut Ctx<A>) -> ExitReason {
                     }
                     item.map_or(Next::Closed, Next::Item)
                 }
-                Some(t) => next_within(ctx, &shared, t).await,
+                Some(t) => next_item_within(ctx, &shared, t).await,
             };
             match next {
                 Next::Item(item) => Some(item),

@@ -30,7 +30,7 @@ use std::task::{Context, Poll, Waker};
 use super::budget::Budget;
 use super::{Mailbox, MailboxStats, Overflow};
 use crate::process::Signal;
-use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering};
 
 /// Which data lane a message travels in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +74,13 @@ pub(crate) enum Push<M> {
 pub(crate) enum Item<M> {
     Signal(Signal),
     Msg(Envelope<M>),
+}
+
+/// The outcome of one receive.
+enum Recv<M> {
+    Item(Item<M>),
+    Empty,
+    Closed,
 }
 
 /// How long a sample of messages waited between admission and being taken out.
@@ -171,7 +178,7 @@ pub(crate) struct Queue<M> {
     urgent: AtomicBool,
     /// Messages handed out of the hand since the receiver last settled. One writer,
     /// the receiver; read by `close` and `stats`.
-    hand_out: AtomicUsize,
+    hand_out: AtomicU64,
     handled: AtomicU64,
     expired: AtomicU64,
     wait_samples: AtomicU64,
@@ -199,7 +206,7 @@ impl<M> Queue<M> {
             config,
             budget,
             urgent: AtomicBool::new(false),
-            hand_out: AtomicUsize::new(0),
+            hand_out: AtomicU64::new(0),
             handled: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             wait_samples: AtomicU64::new(0),
@@ -356,7 +363,7 @@ impl<M> Queue<M> {
                     },
                     Overflow::DropOldest => {
                         while !room(st) {
-                            match Self::evict_oldest(st, lane) {
+                            match self.evict_oldest(st, lane) {
                                 Some(old) => {
                                     self.budget.release(old.weight);
                                     evicted.push(old);
@@ -376,7 +383,7 @@ impl<M> Queue<M> {
             let mut reserved = self.budget.try_reserve(w);
             if overflow == Overflow::DropOldest {
                 while !reserved {
-                    match Self::evict_oldest(st, lane) {
+                    match self.evict_oldest(st, lane) {
                         Some(old) => {
                             self.budget.release(old.weight);
                             evicted.push(old);
@@ -410,10 +417,18 @@ impl<M> Queue<M> {
         }
     }
 
-    fn evict_oldest(st: &mut State<M>, lane: Lane) -> Option<Envelope<M>> {
+    fn evict_oldest(&self, st: &mut State<M>, lane: Lane) -> Option<Envelope<M>> {
         let old = match lane {
-            Lane::Normal => st.normal.pop_front().or_else(|| st.priority.pop_front()),
-            Lane::Priority => st.priority.pop_front().or_else(|| st.normal.pop_front()),
+            Lane::Normal => st.normal.pop_front().or_else(|| {
+                let old = st.priority.pop_front();
+                self.update_urgent(st);
+                old
+            }),
+            Lane::Priority => {
+                let old = st.priority.pop_front().or_else(|| st.normal.pop_front());
+                self.update_urgent(st);
+                old
+            }
         }?;
         st.bytes -= old.weight;
         st.dropped += 1;
@@ -543,22 +558,47 @@ impl<M> Queue<M> {
     /// taken ahead, then the normal lane. Registers the receiver's waker and returns
     /// `Pending` when empty, and `Ready(None)` once closed.
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>, hand: &mut Hand<M>) -> Poll<Option<Item<M>>> {
+        match self.recv(hand, Some(cx.waker())) {
+            Recv::Item(item) => Poll::Ready(Some(item)),
+            Recv::Closed => Poll::Ready(None),
+            Recv::Empty => Poll::Pending,
+        }
+    }
+
+    /// Takes the next item without waiting.
+    pub(crate) fn try_recv(&self, hand: &mut Hand<M>) -> Option<Item<M>> {
+        match self.recv(hand, None) {
+            Recv::Item(item) => Some(item),
+            Recv::Closed | Recv::Empty => None,
+        }
+    }
+
+    /// One receive: from the hand without the lock if it can, else one locked visit
+    /// that settles the hand, takes the next item, hands freed room to a waiting
+    /// sender and, if nothing was there and `waker` is given, registers it.
+    #[inline]
+    fn recv(&self, hand: &mut Hand<M>, waker: Option<&Waker>) -> Recv<M> {
         if let Some(item) = self.take_from_hand(hand) {
-            return Poll::Ready(Some(item));
+            return Recv::Item(item);
         }
         let mut st = self.state.lock();
         if st.closed {
             drop(st);
-            Self::discard_hand(hand);
-            return Poll::Ready(None);
+            // `close` counted and released everything the hand holds or handed
+            // out; its messages are dropped outside the lock.
+            hand.out_bytes = 0;
+            drop(std::mem::take(&mut hand.buf));
+            return Recv::Closed;
         }
         self.settle(&mut st, hand);
         let item = self.take(&mut st, hand);
         let wake = self.wake_for_room(&mut st);
         if item.is_none() {
-            match &st.rx_waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => st.rx_waker = Some(cx.waker().clone()),
+            if let Some(waker) = waker {
+                match &st.rx_waker {
+                    Some(w) if w.will_wake(waker) => {}
+                    _ => st.rx_waker = Some(waker.clone()),
+                }
             }
             // Going idle: a hand that grew under a burst gives its storage back.
             if hand.buf.capacity() != 0 {
@@ -569,31 +609,7 @@ impl<M> Queue<M> {
         if let Some(w) = wake {
             w.wake();
         }
-        match item {
-            Some(item) => Poll::Ready(Some(item)),
-            None => Poll::Pending,
-        }
-    }
-
-    /// Takes the next item without waiting.
-    pub(crate) fn try_recv(&self, hand: &mut Hand<M>) -> Option<Item<M>> {
-        if let Some(item) = self.take_from_hand(hand) {
-            return Some(item);
-        }
-        let mut st = self.state.lock();
-        if st.closed {
-            drop(st);
-            Self::discard_hand(hand);
-            return None;
-        }
-        self.settle(&mut st, hand);
-        let item = self.take(&mut st, hand);
-        let wake = self.wake_for_room(&mut st);
-        drop(st);
-        if let Some(w) = wake {
-            w.wake();
-        }
-        item
+        item.map_or(Recv::Empty, Recv::Item)
     }
 
     /// The lock-free path: the next taken-ahead message, unless signals or priority
@@ -609,8 +625,7 @@ impl<M> Queue<M> {
         }
         let env = hand.buf.pop_front()?;
         hand.out_bytes += env.weight;
-        self.hand_out
-            .store(self.hand_out.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        bump(&self.hand_out, 1);
         Some(Item::Msg(env))
     }
 
@@ -618,7 +633,7 @@ impl<M> Queue<M> {
     /// visit goes back to the lane, the mailbox's bytes and the node budget.
     #[inline]
     fn settle(&self, st: &mut State<M>, hand: &mut Hand<M>) {
-        let out = self.hand_out.load(Ordering::Relaxed);
+        let out = self.hand_out.load(Ordering::Relaxed) as usize;
         if out != 0 {
             st.hand_len -= out;
             self.hand_out.store(0, Ordering::Relaxed);
@@ -638,13 +653,6 @@ impl<M> Queue<M> {
         } else {
             Self::next_if_room(st, &self.config)
         }
-    }
-
-    /// The mailbox is closed: `close` counted and released everything the hand holds
-    /// or handed out; its messages are dropped (outside the lock).
-    fn discard_hand(hand: &mut Hand<M>) {
-        hand.out_bytes = 0;
-        drop(std::mem::take(&mut hand.buf));
     }
 
     fn take(&self, st: &mut State<M>, hand: &mut Hand<M>) -> Option<Item<M>> {
@@ -669,12 +677,6 @@ impl<M> Queue<M> {
                 e
             }
             None => {
-                // No signal, no priority message: a flag left set (a priority message
-                // evicted by `DropOldest`) would keep the receiver off its lock-free
-                // path for good.
-                if self.urgent.load(Ordering::Relaxed) {
-                    self.urgent.store(false, Ordering::Release);
-                }
                 let e = match hand.buf.pop_front() {
                     // Taken ahead earlier: older than anything in the lane.
                     Some(e) => {
@@ -746,7 +748,7 @@ impl<M> Queue<M> {
             st.closed = true;
             // Taken ahead and never handed out: dropped with the rest. (The receiver
             // never runs concurrently with `close`: it is called as its task ends.)
-            let in_hand = st.hand_len - self.hand_out.load(Ordering::Relaxed);
+            let in_hand = st.hand_len - self.hand_out.load(Ordering::Relaxed) as usize;
             st.hand_len = 0;
             self.hand_out.store(0, Ordering::Relaxed);
             // Makes the receiver take the lock, where it sees `closed`.
@@ -786,7 +788,9 @@ impl<M> Queue<M> {
     pub(crate) fn stats(&self) -> MailboxStats {
         let st = self.state.lock();
         let samples = self.wait_samples.load(Ordering::Relaxed);
-        let in_hand = st.hand_len.saturating_sub(self.hand_out.load(Ordering::Relaxed));
+        let in_hand = st
+            .hand_len
+            .saturating_sub(self.hand_out.load(Ordering::Relaxed) as usize);
         MailboxStats {
             len: st.normal.len() + in_hand,
             priority_len: st.priority.len(),
