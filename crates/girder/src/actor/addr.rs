@@ -1,12 +1,13 @@
 use std::fmt;
 use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::call_timer::CallTimer;
 use super::shared::ProcessShared;
 use super::Actor;
 use crate::mailbox::queue::{Envelope, Lane, Push};
@@ -190,12 +191,12 @@ impl<A: Actor> Addr<A> {
         let (tx, mut rx) = oneshot::channel();
         let env = self.envelope(request(Reply { tx }), Some(deadline));
         // One timer for the whole call, armed only when something has to wait: a
-        // send that finds room does not build one, and the reply wait reuses it.
-        let mut timer = pin!(None::<tokio::time::Sleep>);
+        // send that finds room does not arm it, and the reply wait reuses it.
+        let mut timer = CallTimer::new(deadline);
         let mut send = self.send_env(env, Lane::Normal);
         let sent = poll_fn(|cx| match Pin::new(&mut send).poll(cx) {
             Poll::Ready(r) => Poll::Ready(Some(r)),
-            Poll::Pending => expired(timer.as_mut(), deadline, cx).map(|()| None),
+            Poll::Pending => timer.poll_expired(cx).map(|()| None),
         })
         .await;
         drop(send);
@@ -216,7 +217,7 @@ impl<A: Actor> Addr<A> {
         }
         let answer = poll_fn(|cx| match Pin::new(&mut rx).poll(cx) {
             Poll::Ready(r) => Poll::Ready(Some(r)),
-            Poll::Pending => expired(timer.as_mut(), deadline, cx).map(|()| None),
+            Poll::Pending => timer.poll_expired(cx).map(|()| None),
         })
         .await;
         match answer {
@@ -338,18 +339,6 @@ impl<A: Actor> Drop for SendFut<'_, A> {
             self.addr.shared.mailbox.cancel_wait(&mut self.slot);
         }
     }
-}
-
-/// Polls a call's timer, building it on first use: `Ready` once `deadline` passed.
-fn expired(
-    mut timer: Pin<&mut Option<tokio::time::Sleep>>,
-    deadline: tokio::time::Instant,
-    cx: &mut Context<'_>,
-) -> Poll<()> {
-    if timer.is_none() {
-        timer.set(Some(tokio::time::sleep_until(deadline)));
-    }
-    timer.as_pin_mut().map_or(Poll::Ready(()), |t| t.poll(cx))
 }
 
 /// The slot a [`call`](Addr::call)'s answer goes through.

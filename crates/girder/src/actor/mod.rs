@@ -29,6 +29,7 @@
 //! work nobody waits for.
 
 mod addr;
+mod call_timer;
 mod ctx;
 pub(crate) mod runner;
 pub(crate) mod shared;
