@@ -195,6 +195,47 @@ async fn call_timeout_drops_the_request_unhandled_and_counts_it_expired() {
     assert_eq!(node.stats().expired, 1);
 }
 
+/// A call's deadline timer is kept per thread and reused by the next call: a shorter
+/// deadline after a longer one still fires on time, and a timer that fired does not
+/// make the next call time out early. (Paused clock: an armed deadline that was not
+/// moved would show as a wait of a minute.)
+#[tokio::test(start_paused = true)]
+async fn call_deadlines_hold_when_their_timers_are_reused() {
+    const LONG: Duration = Duration::from_secs(60);
+    let node = node();
+    let (s, _) = server(&node);
+    for round in 0..3 {
+        // Waits for the answer: arms a timer for a minute, kept for reuse after.
+        assert_eq!(s.call(Req::Get, LONG).await, Ok(0));
+
+        let gate = Gate::new();
+        hold(&s, &gate).await;
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(
+            s.call(Req::Get, Duration::from_millis(50)).await,
+            Err(CallError::Timeout)
+        );
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_millis(50) && waited < Duration::from_secs(1),
+            "round {round}: a 50 ms call timed out after {waited:?}"
+        );
+
+        // The reused timer has fired; the next call still waits its full deadline.
+        let opener = {
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                gate.open();
+            })
+        };
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(s.call(Req::Get, LONG).await, Ok(0), "round {round}");
+        assert!(t0.elapsed() >= Duration::from_secs(1));
+        opener.await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_to_a_dead_process_returns_down() {
     let node = node();

@@ -11,9 +11,10 @@
 //!
 //! Timers belong to the runtime that made them, so each thread's pool remembers which
 //! runtime it holds timers of and is emptied when a call on another runtime asks.
-//! A timer waiting in the pool may keep the waker of the last task that polled it,
-//! which it may wake once, spuriously (futures tolerate that), when its old deadline
-//! passes.
+//! A timer waiting in the pool keeps the waker of the last task that polled it (and so
+//! that task's allocation, until the timer is next used: at most [`POOL_MAX`] per
+//! thread), and may wake it once, spuriously (futures tolerate that), when its old
+//! deadline passes.
 
 use std::cell::RefCell;
 use std::future::Future;
