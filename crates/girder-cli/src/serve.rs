@@ -39,7 +39,7 @@ pub struct ServeArgs {
     pub max_processes: Option<usize>,
 
     /// Serve the live dashboard, /metrics (Prometheus) and the JSON API on ADDR
-    /// [default: 127.0.0.1:7979; the [watch] section of --config may set it].
+    /// [default: 127.0.0.1:7979; the `watch` table of --config may set it].
     #[arg(long, value_name = "ADDR", conflicts_with = "no_http")]
     pub http: Option<SocketAddr>,
 
