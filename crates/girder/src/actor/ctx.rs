@@ -13,6 +13,7 @@ use tokio::task::AbortHandle;
 use super::shared::ProcessShared;
 use super::{Actor, Addr};
 use crate::mailbox::queue::{Hand, Item};
+use crate::process::ProcessState;
 use crate::{
     ExitReason, LinkError, MonitorRef, Node, Pid, RegistryError, SpawnError, SpawnOptions, TimerError,
 };
@@ -79,27 +80,42 @@ impl<A: Actor> Ctx<A> {
         self.timers.as_ref().and_then(|t| t.idle_timeout)
     }
 
-    /// Waits for the next mailbox item for at most `t`: `None` if the time ran out
-    /// first (`Some(None)` once the mailbox is closed).
+    /// Takes the next mailbox item, waiting for it at most `t` once the mailbox is
+    /// found empty: `None` if the time ran out first (`Some(None)` once the mailbox is
+    /// closed).
+    ///
+    /// One mailbox visit per item, as without an idle timeout: the visit that finds
+    /// the mailbox empty also registers the wake-up, and only then is the timer armed,
+    /// for `t` from that moment (and the process shown as waiting).
     pub(crate) async fn next_within(&mut self, t: Duration) -> Option<Option<Item<A::Msg>>> {
-        let deadline = tokio::time::Instant::now() + t;
-        let timers = self.timers.get_or_insert_with(Default::default);
-        let timer = match &mut timers.idle_timer {
-            Some(timer) => {
-                timer.as_mut().reset(deadline);
-                timer
-            }
-            empty => empty.insert(Box::pin(tokio::time::sleep_until(deadline))),
-        };
         let queue = &self.shared.mailbox;
+        let core = &self.shared.core;
         let hand = self.hand.get_mut();
-        poll_fn(|cx| {
+        let timers = self.timers.get_or_insert_with(Default::default);
+        let mut armed = false;
+        let next = poll_fn(|cx| {
             if let Poll::Ready(item) = queue.poll_recv(cx, hand) {
                 return Poll::Ready(Some(item));
             }
-            timer.as_mut().poll(cx).map(|()| None)
+            if !armed {
+                armed = true;
+                core.set_status(ProcessState::Waiting);
+                let deadline = tokio::time::Instant::now() + t;
+                match &mut timers.idle_timer {
+                    Some(timer) => timer.as_mut().reset(deadline),
+                    empty => *empty = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                }
+            }
+            match &mut timers.idle_timer {
+                Some(timer) => timer.as_mut().poll(cx).map(|()| None),
+                None => Poll::Ready(None),
+            }
         })
-        .await
+        .await;
+        if armed {
+            core.set_status(ProcessState::Running);
+        }
+        next
     }
 
     /// This process's address.

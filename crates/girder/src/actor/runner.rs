@@ -6,7 +6,6 @@ use std::future::{poll_fn, Future};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::sync::oneshot;
@@ -250,26 +249,6 @@ enum Next<M> {
     Closed,
 }
 
-/// Takes the next mailbox item, waiting for it at most the idle timeout `t`.
-async fn next_item_within<A: Actor>(
-    ctx: &mut Ctx<A>,
-    shared: &ProcessShared<A::Msg>,
-    t: Duration,
-) -> Next<A::Msg> {
-    let (queue, core) = (&shared.mailbox, &shared.core);
-    if let Some(item) = queue.try_recv(ctx.hand.get_mut()) {
-        return Next::Item(item);
-    }
-    core.set_status(ProcessState::Waiting);
-    let next = ctx.next_within(t).await;
-    core.set_status(ProcessState::Running);
-    match next {
-        Some(Some(item)) => Next::Item(item),
-        Some(None) => Next::Closed,
-        None => Next::IdleTimeout,
-    }
-}
-
 async fn receive_loop<A: Actor>(actor: &mut A, ctx: &mut Ctx<A>) -> ExitReason {
     let shared = ctx.shared.clone();
     let (queue, core) = (&shared.mailbox, &shared.core);
@@ -300,7 +279,11 @@ async fn receive_loop<A: Actor>(actor: &mut A, ctx: &mut Ctx<A>) -> ExitReason {
                     }
                     item.map_or(Next::Closed, Next::Item)
                 }
-                Some(t) => next_item_within(ctx, &shared, t).await,
+                Some(t) => match ctx.next_within(t).await {
+                    Some(Some(item)) => Next::Item(item),
+                    Some(None) => Next::Closed,
+                    None => Next::IdleTimeout,
+                },
             };
             match next {
                 Next::Item(item) => Some(item),

@@ -565,7 +565,10 @@ impl<M> Queue<M> {
         }
     }
 
-    /// Takes the next item without waiting.
+    /// Takes the next item without waiting (for tests: the process loop always
+    /// receives with its waker, so that an empty mailbox registers the wake-up in the
+    /// same visit).
+    #[cfg(test)]
     pub(crate) fn try_recv(&self, hand: &mut Hand<M>) -> Option<Item<M>> {
         match self.recv(hand, None) {
             Recv::Item(item) => Some(item),
