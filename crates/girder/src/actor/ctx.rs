@@ -106,10 +106,11 @@ impl<A: Actor> Ctx<A> {
                     empty => *empty = Some(Box::pin(tokio::time::sleep_until(deadline))),
                 }
             }
-            match &mut timers.idle_timer {
-                Some(timer) => timer.as_mut().poll(cx).map(|()| None),
-                None => Poll::Ready(None),
-            }
+            let timer = timers
+                .idle_timer
+                .as_mut()
+                .expect("armed on the first empty visit");
+            timer.as_mut().poll(cx).map(|()| None)
         })
         .await;
         if armed {
