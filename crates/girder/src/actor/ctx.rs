@@ -50,6 +50,14 @@ struct Timers {
     next: u64,
 }
 
+impl Timers {
+    /// The timer state in `slot`, allocated on first use. (A function of the field
+    /// rather than of `Ctx`, so callers can borrow `Ctx`'s other fields alongside.)
+    fn get(slot: &mut Option<Box<Timers>>) -> &mut Timers {
+        slot.get_or_insert_with(Default::default)
+    }
+}
+
 impl Drop for Timers {
     fn drop(&mut self) {
         // A process's timers die with it.
@@ -71,10 +79,6 @@ impl<A: Actor> Ctx<A> {
         }
     }
 
-    fn timers(&mut self) -> &mut Timers {
-        self.timers.get_or_insert_with(Default::default)
-    }
-
     /// The idle timeout set with [`set_idle_timeout`](Ctx::set_idle_timeout).
     pub(crate) fn idle_timeout(&self) -> Option<Duration> {
         self.timers.as_ref().and_then(|t| t.idle_timeout)
@@ -91,7 +95,7 @@ impl<A: Actor> Ctx<A> {
         let queue = &self.shared.mailbox;
         let core = &self.shared.core;
         let hand = self.hand.get_mut();
-        let timers = self.timers.get_or_insert_with(Default::default);
+        let timers = Timers::get(&mut self.timers);
         let mut armed = false;
         let next = poll_fn(|cx| {
             if let Poll::Ready(item) = queue.poll_recv(cx, hand) {
@@ -249,7 +253,7 @@ impl<A: Actor> Ctx<A> {
     /// (`GenServer`'s timeout); `None` turns it off.
     pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
         if timeout.is_some() || self.timers.is_some() {
-            self.timers().idle_timeout = timeout;
+            Timers::get(&mut self.timers).idle_timeout = timeout;
         }
     }
 
@@ -273,7 +277,7 @@ impl<A: Actor> Ctx<A> {
     pub fn send_after(&mut self, delay: Duration, msg: A::Msg) -> Result<TimerRef, TimerError> {
         let limit = self.node.inner.config.max_timers_per_process;
         let pid = self.pid();
-        let timers = self.timers.get_or_insert_with(Default::default);
+        let timers = Timers::get(&mut self.timers);
         if timers.armed.len() >= limit {
             timers.armed.retain(|_, t| !t.is_finished());
             if timers.armed.len() >= limit {

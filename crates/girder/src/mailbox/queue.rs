@@ -595,7 +595,7 @@ impl<M> Queue<M> {
         }
         self.settle(&mut st, hand);
         let item = self.take(&mut st, hand);
-        let wake = self.wake_for_room(&mut st);
+        let wake = Self::next_if_room(&mut st, &self.config);
         if item.is_none() {
             if let Some(waker) = waker {
                 match &st.rx_waker {
@@ -645,16 +645,6 @@ impl<M> Queue<M> {
             st.bytes -= hand.out_bytes;
             self.budget.release(hand.out_bytes);
             hand.out_bytes = 0;
-        }
-    }
-
-    /// Under the lock, after the receiver freed room: the waiting sender to wake.
-    #[inline]
-    fn wake_for_room(&self, st: &mut State<M>) -> Option<Waker> {
-        if st.no_waiters() {
-            None
-        } else {
-            Self::next_if_room(st, &self.config)
         }
     }
 
